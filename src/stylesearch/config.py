@@ -1,0 +1,124 @@
+"""Typed, frozen configuration per pipeline stage; every default says why it is what it is."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+DEFAULT_MODEL = "openai/clip-vit-base-patch32"
+DEFAULT_HUB_DATASET = "ashraq/fashion-product-images-small"
+
+# The Kaggle styles.csv attribute columns, in file order; productDisplayName is the title.
+KAGGLE_ATTRIBUTES = (
+    "gender",
+    "masterCategory",
+    "subCategory",
+    "articleType",
+    "baseColour",
+    "season",
+    "year",
+    "usage",
+)
+
+
+@dataclass(frozen=True)
+class ColumnMapping:
+    """Which source columns hold the id, the image and the text of a product."""
+
+    id: str = "id"
+    image: str = "image"  # a path (relative to the catalogue file) or raw bytes
+    title: str = "productDisplayName"
+    attributes: tuple[str, ...] = KAGGLE_ATTRIBUTES
+
+
+@dataclass(frozen=True)
+class PrepareConfig:
+    # The title alone misses colour and type words that shoppers type; attributes fill the gap.
+    text_columns: tuple[str, ...] = ("productDisplayName", "baseColour", "articleType", "gender", "usage")
+    split: tuple[float, float, float] = (0.8, 0.1, 0.1)  # the issue's default train/val/test
+    stratify_by: str = "articleType"  # 141 skewed types: unstratified splits starve rare ones in test
+    seed: int = 0  # the split must be reproducible run to run
+    max_image_pixels: int = 40_000_000  # above this PIL would decode a decompression bomb
+    check_images: bool = True  # decode every image once so bad files are dropped here, not mid-training
+
+
+@dataclass(frozen=True)
+class TinyPreset:
+    """A random-init CLIP small enough for tests and the offline demo (seconds per epoch on a CPU)."""
+
+    hidden: int = 64
+    layers: int = 2
+    heads: int = 4
+    projection_dim: int = 64
+    image_size: int = 64  # the shared photos are 60x80; 64 keeps their detail at tiny cost
+    patch_size: int = 8
+    max_text_tokens: int = 77  # same context as real CLIP so truncation behaves the same
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    base_model: str = DEFAULT_MODEL
+    lr: float = 5e-6  # fine-tuning: far below pre-training lr, or the model forgets
+    weight_decay: float = 0.2  # CLIP's own recipe
+    batch_size: int = 32  # in-batch negatives; larger batches give harder negatives
+    epochs: int = 5
+    warmup_steps: int = 50  # a short ramp avoids wrecking pre-trained weights on step one
+    patience: int = 2  # early stop on validation recall, not loss
+    max_minutes: float | None = None  # wall-clock budget besides the epoch count
+    grad_clip: float = 1.0  # contrastive losses spike when the temperature moves
+    freeze_vision_layers: int = 0
+    freeze_text_layers: int = 0
+    hue_jitter: bool = False  # captions name colours; recolouring images teaches lies
+    amp: bool = True  # only takes effect on a GPU
+    seed: int = 0
+    num_workers: int = 0  # image decode workers; 0 keeps tests simple and CPU runs predictable
+    eval_every_epochs: int = 1
+    val_max_items: int = 2000  # full-gallery recall over more is slow on a CPU and no more telling
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    batch_size: int = 32  # the in-batch accuracy earlier fine-tunes of this catalogue report
+    ks: tuple[int, ...] = (1, 5, 10)
+    category_columns: tuple[str, ...] = ("masterCategory", "subCategory", "articleType", "baseColour")
+    max_items: int | None = None  # cap the gallery for quick runs
+
+
+@dataclass(frozen=True)
+class IndexConfig:
+    batch_size: int = 64  # measured sweet spot for ViT-B/32 on 2 CPU cores (benchmarks/)
+    chunk_size: int = 2048  # vectors per resumable chunk on disk
+    exact_max: int = 200_000  # above this, flat search passes ~10 ms per query on 2 cores
+    kind: str = "auto"  # auto | flat | hnsw | ivfpq
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    host: str = "127.0.0.1"  # never expose a dev server to the network by accident
+    port: int = 8000
+    max_upload_bytes: int = 10 * 1024 * 1024
+    max_query_chars: int = 512
+    max_k: int = 100
+    cors_origins: tuple[str, ...] = field(default_factory=tuple)  # closed unless asked for
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    """A JSON-ready dict of a (nested) config dataclass."""
+    return json.loads(json.dumps(dataclasses.asdict(cfg), default=str))
+
+
+def write_config(cfg: Any, path: Path) -> None:
+    """Save a resolved config next to an artefact, atomically."""
+    from stylesearch.files import atomic_write_text
+
+    atomic_write_text(path, json.dumps({"type": type(cfg).__name__, **to_dict(cfg)}, indent=2))
+
+
+def from_dict(cls: type, data: dict[str, Any]) -> Any:
+    """Rebuild a config dataclass from a saved dict, turning lists back into tuples."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items() if k in names}
+    return cls(**kwargs)

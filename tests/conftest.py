@@ -1,0 +1,40 @@
+"""Shared fixtures: a drawn catalogue, its processed form, a tiny CLIP, and the real shared data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from stylesearch.catalog import read_catalog
+from stylesearch.config import PrepareConfig
+from stylesearch.model import LoadedModel, tiny_model
+from stylesearch.prepare import prepare
+from stylesearch.synthetic import make_catalog
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "fashion-product-images-small"
+
+
+@pytest.fixture(scope="session")
+def synthetic_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 160-product drawn catalogue in the Kaggle layout."""
+    return make_catalog(tmp_path_factory.mktemp("synthetic"), n=160, seed=0)
+
+
+@pytest.fixture(scope="session")
+def processed_dir(synthetic_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("processed") / "catalog"
+    prepare(read_catalog(synthetic_dir), PrepareConfig(), out)
+    return out
+
+
+@pytest.fixture()
+def tiny() -> LoadedModel:
+    return tiny_model(seed=0)
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    if not (SHARED / "dev.parquet").is_file():
+        pytest.skip(f"real shared data not found at {SHARED} (CI and dev machines have it)")
+    return SHARED
