@@ -92,6 +92,13 @@ def tiny_processor(preset: TinyPreset = TinyPreset()) -> CLIPProcessor:
     return CLIPProcessor(image_processor=image, tokenizer=clip_tokenizer())
 
 
+def vit_b32_random(seed: int = 0) -> LoadedModel:
+    """The real ViT-B/32 CLIP architecture with random weights: speed figures need no trained values."""
+    torch.manual_seed(seed)
+    model = CLIPModel(CLIPConfig()).eval()  # CLIPConfig's defaults are ViT-B/32's sizes
+    return LoadedModel(model=model, processor=tiny_processor(TinyPreset(image_size=224)), name="vit-b-32-random")
+
+
 def load_model(name_or_path: str = DEFAULT_MODEL, *, seed: int = 0) -> LoadedModel:
     """Load a CLIP checkpoint by Hub name or local directory, or `tiny` for the random-init preset.
 
@@ -100,6 +107,8 @@ def load_model(name_or_path: str = DEFAULT_MODEL, *, seed: int = 0) -> LoadedMod
     """
     if name_or_path == TINY:
         return tiny_model(seed=seed)
+    if name_or_path == "vit-b-32-random":
+        return vit_b32_random(seed=seed)
     path = Path(name_or_path)
     local = path.exists()
     if local and not (path / "config.json").is_file():

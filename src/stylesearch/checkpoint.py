@@ -1,0 +1,73 @@
+"""Checkpoints as standard Hugging Face model directories, written atomically and verified on load.
+
+A checkpoint directory holds what `save_pretrained` writes (model.safetensors, config.json, the
+processor files) plus `train_config.json`, `checkpoint.json` (hashes, metrics, step) and, for
+`last`, `training_state.pt` (optimizer and step state for --resume, loaded with weights_only=True).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from stylesearch.config import TrainConfig, to_dict
+from stylesearch.errors import IntegrityError
+from stylesearch.files import atomic_dir, atomic_write_text, sha256_file
+from stylesearch.model import LoadedModel, model_fingerprint
+
+STATE_FILE = "training_state.pt"
+MANIFEST = "checkpoint.json"
+
+
+def save_checkpoint(
+    loaded: LoadedModel,
+    path: Path,
+    cfg: TrainConfig,
+    *,
+    info: dict[str, Any],
+    state: dict[str, Any] | None = None,
+) -> None:
+    """Write a loadable checkpoint to `path` in one atomic swap."""
+    with atomic_dir(Path(path)) as tmp:
+        loaded.model.save_pretrained(tmp, safe_serialization=True)
+        loaded.processor.save_pretrained(tmp)
+        atomic_write_text(tmp / "train_config.json", json.dumps(to_dict(cfg), indent=2))
+        if state is not None:
+            torch.save(state, tmp / STATE_FILE)
+        hashes = {p.name: sha256_file(p) for p in sorted(tmp.iterdir()) if p.is_file()}
+        manifest = {
+            "kind": "stylesearch.checkpoint",
+            "base_model": cfg.base_model,
+            "fingerprint": model_fingerprint(loaded.model),
+            "files": hashes,
+            **info,
+        }
+        atomic_write_text(tmp / MANIFEST, json.dumps(manifest, indent=2, default=str))
+
+
+def verify_checkpoint(path: Path) -> dict[str, Any]:
+    """Check every file against the hashes in checkpoint.json; raise IntegrityError naming the bad one."""
+    path = Path(path)
+    manifest_path = path / MANIFEST
+    if not manifest_path.is_file():
+        return {}  # a plain save_pretrained directory: nothing recorded to check against
+    try:
+        manifest = json.loads(manifest_path.read_text())
+    except json.JSONDecodeError as err:
+        raise IntegrityError(f"{manifest_path}: corrupt ({err}); the checkpoint cannot be trusted") from err
+    for name, expected in manifest.get("files", {}).items():
+        file = path / name
+        if not file.is_file():
+            raise IntegrityError(f"{path}: {name} is missing; the checkpoint is incomplete")
+        if sha256_file(file) != expected:
+            raise IntegrityError(f"{file}: content does not match checkpoint.json (tampered or truncated)")
+    return manifest
+
+
+def load_training_state(path: Path) -> dict[str, Any]:
+    """The optimizer/step state saved with a `last` checkpoint, without unpickling arbitrary objects."""
+    verify_checkpoint(path)
+    return torch.load(Path(path) / STATE_FILE, map_location="cpu", weights_only=True)

@@ -1,0 +1,440 @@
+"""EmbeddingIndex: embed a processed catalogue's images into a FAISS index, save, load and update it.
+
+Index directory (written atomically, in `<dir>.tmp-<pid>` then swapped in):
+  vectors.faiss     L2-normalised image embeddings; inner product = cosine
+  products.parquet  id, title, full_text, attributes, image_sha256, content_sha256 (same row order)
+  images.parquet    id, image (JPEG bytes), so a searcher can serve pictures by id alone
+  embeddings.npy    exact float32 vectors, only for `ivfpq` (its own codes are lossy)
+  manifest.json     model, catalogue, dimension, count, kind, preprocessing, versions, config, file hashes
+
+Embedding runs in chunks saved under `<dir>.work/<key>/`, keyed by the model fingerprint and the
+catalogue hash, so a crashed build resumes from its completed chunks.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import platform
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import faiss
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from stylesearch.config import KAGGLE_ATTRIBUTES, IndexConfig, to_dict
+from stylesearch.errors import IntegrityError, ManifestMismatchError, StylesearchError
+from stylesearch.files import atomic_dir, atomic_path, atomic_write_text, sha256_bytes, sha256_file
+from stylesearch.images import decode_image
+from stylesearch.model import Encoder
+from stylesearch.prepare import ProcessedCatalog, load_processed
+
+log = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+MANIFEST_KIND = "stylesearch.index"
+VECTORS, PRODUCTS, IMAGES, EXACT, MANIFEST = (
+    "vectors.faiss", "products.parquet", "images.parquet", "embeddings.npy", "manifest.json")
+KINDS = ("auto", "flat", "hnsw", "ivfpq")
+# What a product page and the filters need; the image bytes live apart in images.parquet.
+PRODUCT_COLUMNS = ("id", "title", "full_text", *KAGGLE_ATTRIBUTES)
+
+
+@dataclass
+class IndexReport:
+    """What one build or update did."""
+
+    count: int
+    kind: str
+    embedded: int  # images run through the model this time
+    reused: int  # images whose vector came from the previous index or a completed chunk
+    added: list[str] = field(default_factory=list)
+    changed: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def summary(self) -> str:
+        return (f"{self.count} products ({self.kind}); embedded {self.embedded}, reused {self.reused}; "
+                f"added {len(self.added)}, changed {len(self.changed)}, removed {len(self.removed)} "
+                f"in {self.seconds:.1f} s")
+
+
+def content_hash(image_sha256: str, row: pd.Series) -> str:
+    """A hash of everything a product shows: image bytes and every text field (title, attributes)."""
+    parts = [image_sha256] + [f"{c}={_plain(row.get(c))}" for c in PRODUCT_COLUMNS if c != "id"]
+    return sha256_bytes("\x1f".join(parts).encode())
+
+
+def _plain(value: object) -> str | int | None:
+    if value is None or value is pd.NA or (isinstance(value, float) and np.isnan(value)):
+        return None
+    if isinstance(value, (np.integer, int)) and not isinstance(value, bool):
+        return int(value)
+    return str(value)
+
+
+def resolve_kind(cfg: IndexConfig, count: int) -> str:
+    if cfg.kind not in KINDS:
+        raise StylesearchError(f"index kind {cfg.kind!r} is not one of {', '.join(KINDS)}")
+    if cfg.kind != "auto":
+        return cfg.kind
+    return "flat" if count <= cfg.exact_max else "hnsw"
+
+
+def make_faiss(vectors: np.ndarray, kind: str, cfg: IndexConfig) -> faiss.Index:
+    """A FAISS index of `kind` over L2-normalised rows, searched by inner product (= cosine)."""
+    n, dim = vectors.shape
+    if kind == "flat":
+        index = faiss.IndexFlatIP(dim)
+    elif kind == "hnsw":
+        index = faiss.IndexHNSWFlat(dim, cfg.hnsw_m, faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efConstruction = cfg.hnsw_ef_construction
+        index.hnsw.efSearch = cfg.hnsw_ef_search
+    elif kind == "ivfpq":
+        # ~4 sqrt(n) lists is FAISS's rule of thumb; never more than training rows allow (39 per list).
+        nlist = max(1, min(int(4 * np.sqrt(max(n, 1))), n // 39 or 1))
+        m = next(m for m in (64, 32, 16, 8, 4, 2, 1) if dim % m == 0 and m <= dim)
+        quantizer = faiss.IndexFlatIP(dim)
+        index = faiss.IndexIVFPQ(quantizer, dim, nlist, m, 8 if n >= 256 * 39 else 4, faiss.METRIC_INNER_PRODUCT)
+        index.cp.seed = 1234  # training is deterministic, so an update equals a rebuild
+        index.train(vectors)
+        index.nprobe = min(cfg.ivf_nprobe, nlist)
+    else:
+        raise StylesearchError(f"unknown index kind {kind!r}")
+    if n:
+        index.add(vectors)
+    return index
+
+
+@dataclass
+class EmbeddingIndex:
+    """Vectors in FAISS plus product metadata in the same row order, and the manifest that says what they are."""
+
+    faiss_index: faiss.Index
+    products: pd.DataFrame
+    manifest: dict[str, Any]
+    path: Path | None = None
+    _exact: np.ndarray | None = None  # ivfpq only: the exact vectors (memory-mapped when loaded)
+
+    def __len__(self) -> int:
+        return int(self.faiss_index.ntotal)
+
+    @property
+    def kind(self) -> str:
+        return str(self.manifest["index"]["kind"])
+
+    @property
+    def dim(self) -> int:
+        return int(self.manifest["dim"])
+
+    @property
+    def fingerprint(self) -> str:
+        return str(self.manifest["model"]["fingerprint"])
+
+    # --- vectors ---------------------------------------------------------------------------------
+
+    def exact_store(self) -> faiss.IndexFlat | None:
+        """The exact flat store under the index (itself for flat, the graph's storage for HNSW)."""
+        if self.kind == "flat":
+            return self.faiss_index
+        if self.kind == "hnsw":
+            return faiss.downcast_index(self.faiss_index.storage)
+        return None
+
+    def vectors(self, rows: Sequence[int] | np.ndarray | None = None) -> np.ndarray:
+        """Exact float32 vectors of `rows` (all rows when None)."""
+        rows_arr = np.arange(len(self), dtype=np.int64) if rows is None else np.asarray(rows, dtype=np.int64)
+        store = self.exact_store()
+        if store is not None:
+            if len(rows_arr) == 0:
+                return np.zeros((0, self.dim), np.float32)
+            return store.reconstruct_batch(rows_arr)
+        assert self._exact is not None, "an ivfpq index keeps its exact vectors in embeddings.npy"
+        return np.asarray(self._exact[rows_arr], dtype=np.float32)
+
+    # --- build, save, load -----------------------------------------------------------------------
+
+    @classmethod
+    def build(cls, catalog: ProcessedCatalog | Path | str, encoder: Encoder, out: Path | str | None = None,
+              cfg: IndexConfig = IndexConfig(), *, model_name: str | None = None, progress: bool = True,
+              previous: EmbeddingIndex | None = None) -> tuple[EmbeddingIndex, IndexReport]:
+        """Embed every catalogue image (reusing `previous` vectors for unchanged images) and save to `out`."""
+        started = time.perf_counter()
+        if not isinstance(catalog, ProcessedCatalog):
+            catalog = load_processed(Path(catalog))
+        frame = catalog.frame.reset_index(drop=True)
+        shas = frame["image_sha256"].astype(str).tolist()
+        known: dict[str, np.ndarray] = {}
+        if previous is not None:
+            if previous.fingerprint != encoder.fingerprint:
+                raise ManifestMismatchError(
+                    f"the index at {previous.path} was built with model {previous.fingerprint}, not "
+                    f"{encoder.fingerprint}; rebuild it without --update")
+            keep = previous.products["image_sha256"].isin(set(shas)).to_numpy()
+            rows = np.flatnonzero(keep)
+            known = dict(zip(previous.products["image_sha256"].iloc[rows], previous.vectors(rows), strict=True))
+        first_row: dict[str, int] = {}  # each image not yet embedded, at its first row
+        for row, sha in enumerate(shas):
+            if sha not in known:
+                first_row.setdefault(sha, row)
+        todo = list(first_row.items())
+        work = _work_dir(out, encoder.fingerprint, catalog.manifest["catalog_sha256"], [s for s, _ in todo])
+        fresh, from_chunks = _embed_chunks(frame, [i for _, i in todo], encoder, cfg, work, progress)
+        known.update(zip([s for s, _ in todo], fresh, strict=True))
+        vectors = np.stack([known[s] for s in shas]).astype(np.float32) if shas \
+            else np.zeros((0, encoder.dim), np.float32)
+
+        kind = resolve_kind(cfg, len(frame))
+        products = frame[[c for c in PRODUCT_COLUMNS if c in frame.columns]].copy()
+        products["id"] = products["id"].astype(str)
+        products["image_sha256"] = shas
+        products["content_sha256"] = [content_hash(s, r) for s, (_, r) in zip(shas, products.iterrows(), strict=True)]
+        images = pd.DataFrame({"id": products["id"], "image": frame["image"]})
+        manifest = _manifest(catalog, encoder, model_name, kind, cfg, vectors.shape)
+        index = cls(make_faiss(vectors, kind, cfg), products, manifest, None,
+                    vectors if kind == "ivfpq" else None)
+        if out is not None:
+            index.save(Path(out), images=images)
+        if work is not None:
+            shutil.rmtree(work, ignore_errors=True)
+            _remove_if_empty(work.parent)
+        report = IndexReport(count=len(frame), kind=kind, embedded=len(todo) - from_chunks,
+                             reused=len(frame) - len(todo) + from_chunks, seconds=time.perf_counter() - started)
+        if previous is not None:
+            report.added, report.changed, report.removed = _diff(previous.products, products)
+        return index, report
+
+    @classmethod
+    def update(cls, path: Path | str, catalog: ProcessedCatalog | Path | str, encoder: Encoder,
+               cfg: IndexConfig | None = None, *, model_name: str | None = None,
+               progress: bool = True) -> tuple[EmbeddingIndex, IndexReport]:
+        """Rebuild `path` from `catalog`, embedding only images the current index does not hold.
+
+        The result has the catalogue's row order and the same vectors, so it equals a full rebuild.
+        """
+        previous = cls.load(path)
+        cfg = cfg or previous.config
+        return cls.build(catalog, encoder, path, cfg, model_name=model_name or previous.manifest["model"]["name"],
+                         progress=progress, previous=previous)
+
+    @property
+    def config(self) -> IndexConfig:
+        from stylesearch.config import from_dict
+
+        return from_dict(IndexConfig, self.manifest.get("config", {}))
+
+    def save(self, path: Path | str, *, images: pd.DataFrame | None = None) -> None:
+        """Write the index directory atomically; `images` (id, image) defaults to the current one's."""
+        path = Path(path)
+        if images is None:
+            if self.path is None:
+                raise StylesearchError("an index without a directory needs its images to be saved")
+            images = pd.read_parquet(self.path / IMAGES)
+        with atomic_dir(path) as tmp:
+            faiss.write_index(self.faiss_index, str(tmp / VECTORS))
+            self.products.to_parquet(tmp / PRODUCTS, index=False)
+            images.to_parquet(tmp / IMAGES, index=False)
+            names = [VECTORS, PRODUCTS, IMAGES]
+            if self.kind == "ivfpq":
+                np.save(tmp / EXACT, np.asarray(self.vectors(), dtype=np.float32))
+                names.append(EXACT)
+            self.manifest["files"] = {name: sha256_file(tmp / name) for name in names}
+            atomic_write_text(tmp / MANIFEST, json.dumps(self.manifest, indent=2))
+        self.path = path
+        if self.kind == "ivfpq":
+            self._exact = np.load(path / EXACT, mmap_mode="r")
+
+    @classmethod
+    def load(cls, path: Path | str, *, verify: bool = True) -> EmbeddingIndex:
+        """Load an index directory, refusing one that is not an index or whose files were altered."""
+        path = Path(path)
+        manifest = read_manifest(path)
+        if verify:
+            for name, digest in manifest.get("files", {}).items():
+                file = path / name
+                if not file.is_file():
+                    raise IntegrityError(f"{file}: missing; rebuild with `stylesearch index`")
+                if sha256_file(file) != digest:
+                    raise IntegrityError(f"{file}: content does not match the hash in manifest.json "
+                                         "(changed or truncated); rebuild with `stylesearch index`")
+        try:
+            index = faiss.read_index(str(path / VECTORS))
+        except RuntimeError as err:
+            raise IntegrityError(f"{path / VECTORS}: not a readable FAISS index ({str(err).splitlines()[0]})") from err
+        products = pd.read_parquet(path / PRODUCTS)
+        if index.ntotal != len(products) or index.ntotal != manifest["count"]:
+            raise IntegrityError(f"{path}: {index.ntotal} vectors but {len(products)} products "
+                                 f"and a manifest count of {manifest['count']}")
+        if manifest["index"]["kind"] == "hnsw":
+            index.hnsw.efSearch = int(manifest["index"]["params"].get("ef_search", 64))
+        if manifest["index"]["kind"] == "ivfpq":
+            faiss.extract_index_ivf(index).nprobe = int(manifest["index"]["params"].get("nprobe", 16))
+        exact = np.load(path / EXACT, mmap_mode="r") if manifest["index"]["kind"] == "ivfpq" else None
+        return cls(index, products, manifest, path, exact)
+
+
+def read_manifest(path: Path) -> dict[str, Any]:
+    file = Path(path) / MANIFEST
+    if not file.is_file():
+        raise ManifestMismatchError(f"{path}: not a search index (no {MANIFEST}); build one with `stylesearch index`")
+    try:
+        manifest = json.loads(file.read_text())
+    except json.JSONDecodeError as err:
+        raise IntegrityError(f"{file}: corrupt manifest ({err})") from err
+    if manifest.get("kind") != MANIFEST_KIND:
+        raise ManifestMismatchError(f"{path}: manifest kind is {manifest.get('kind')!r}, not a search index")
+    if manifest.get("format_version") != FORMAT_VERSION:
+        raise ManifestMismatchError(f"{path}: index format {manifest.get('format_version')}, expected "
+                                    f"{FORMAT_VERSION}; rebuild with `stylesearch index`")
+    return manifest
+
+
+def build_index(catalog: Path | str, out: Path | str, *, model: str, cfg: IndexConfig = IndexConfig(),
+                update: bool = False, progress: bool = True,
+                encoder: Encoder | None = None) -> tuple[EmbeddingIndex, IndexReport]:
+    """What `stylesearch index` does: load the model, then build `out` (or update it in place)."""
+    if encoder is None:
+        from stylesearch.model import load_encoder
+
+        encoder = load_encoder(model, batch_size=cfg.batch_size)
+    if update and (Path(out) / MANIFEST).is_file():
+        return EmbeddingIndex.update(out, catalog, encoder, cfg, model_name=model, progress=progress)
+    return EmbeddingIndex.build(catalog, encoder, out, cfg, model_name=model, progress=progress)
+
+
+# --- helpers ---------------------------------------------------------------------------------------
+
+
+def _manifest(catalog: ProcessedCatalog, encoder: Encoder, model_name: str | None, kind: str,
+              cfg: IndexConfig, shape: tuple[int, int]) -> dict[str, Any]:
+    name = model_name or getattr(encoder, "name", None) or type(encoder).__name__
+    params: dict[str, Any] = {"metric": "inner_product"}
+    if kind == "hnsw":
+        params |= {"m": cfg.hnsw_m, "ef_construction": cfg.hnsw_ef_construction, "ef_search": cfg.hnsw_ef_search}
+    if kind == "ivfpq":
+        params |= {"nprobe": cfg.ivf_nprobe}
+    return {
+        "kind": MANIFEST_KIND,
+        "format_version": FORMAT_VERSION,
+        "model": {"name": str(name), "fingerprint": encoder.fingerprint, "checkpoint_sha256": _checkpoint_hash(name)},
+        "catalog": {"sha256": catalog.manifest.get("catalog_sha256"), "path": str(catalog.path),
+                    "source": catalog.manifest.get("source")},
+        "dim": int(shape[1]),
+        "count": int(shape[0]),
+        "index": {"kind": kind, "params": params},
+        "embedding": "image",  # rows are image embeddings; text queries meet them in CLIP's joint space
+        "preprocessing": _preprocessing(encoder),
+        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "versions": _versions(),
+        "config": to_dict(cfg),
+    }
+
+
+def _checkpoint_hash(name: str) -> str | None:
+    path = Path(name)
+    weights = sorted(path.glob("*.safetensors")) if path.is_dir() else []
+    if not weights:
+        return None  # a Hub name or the tiny preset: the fingerprint identifies the weights
+    return sha256_bytes("".join(sha256_file(w) for w in weights).encode())
+
+
+def _preprocessing(encoder: Encoder) -> dict[str, Any]:
+    processor = getattr(encoder, "image_processor", None)
+    if processor is None:
+        return {"encoder": type(encoder).__name__}
+    return {"encoder": type(encoder).__name__, "decode": "stylesearch.images.decode_image (RGB)",
+            "size": dict(getattr(processor, "size", {}) or {}), "crop_size": dict(getattr(processor, "crop_size", {}) or {}),
+            "mean": list(getattr(processor, "image_mean", []) or []), "std": list(getattr(processor, "image_std", []) or []),
+            "max_text_tokens": getattr(encoder, "max_tokens", None)}
+
+
+def _versions() -> dict[str, str]:
+    import stylesearch
+
+    out = {"python": platform.python_version(), "stylesearch": stylesearch.__version__, "faiss": faiss.__version__,
+           "numpy": np.__version__, "pandas": pd.__version__}
+    for name in ("torch", "transformers"):
+        try:
+            out[name] = __import__(name).__version__
+        except ImportError:  # pragma: no cover - both are dependencies
+            pass
+    return out
+
+
+def _work_dir(out: Path | str | None, fingerprint: str, catalog_sha: str, todo: list[str]) -> Path | None:
+    if out is None or not todo:
+        return None
+    out = Path(out)
+    job = sha256_bytes("\n".join([fingerprint, catalog_sha, *todo]).encode())[:16]
+    return out.with_name(f"{out.name}.work") / f"{fingerprint}-{str(catalog_sha)[:16]}-{job}"
+
+
+def _remove_if_empty(path: Path) -> None:
+    if path.is_dir() and not any(path.iterdir()):
+        path.rmdir()
+
+
+def _embed_chunks(frame: pd.DataFrame, rows: list[int], encoder: Encoder, cfg: IndexConfig,
+                  work: Path | None, progress: bool) -> tuple[np.ndarray, int]:
+    """Embed the images of `rows` in chunks; completed chunks found in `work` are loaded, not recomputed."""
+    if not rows:
+        return np.zeros((0, encoder.dim), np.float32), 0
+    if work is not None:
+        work.mkdir(parents=True, exist_ok=True)
+    parts, resumed = [], 0
+    with tqdm(total=len(rows), desc="embedding images", unit="img", disable=not progress) as bar:
+        for number, start in enumerate(range(0, len(rows), cfg.chunk_size)):
+            chunk = rows[start : start + cfg.chunk_size]
+            file = work / f"chunk-{number:05d}.npy" if work is not None else None
+            if file is not None and file.is_file():
+                vectors = np.load(file)
+                if vectors.shape == (len(chunk), encoder.dim):
+                    parts.append(vectors)
+                    resumed += len(chunk)
+                    bar.update(len(chunk))
+                    continue
+            vectors = _embed_rows(frame, chunk, encoder, cfg.batch_size, bar.update)
+            if file is not None:
+                with atomic_path(file) as tmp, open(tmp, "wb") as fh:
+                    np.save(fh, vectors)
+            parts.append(vectors)
+    return np.concatenate(parts).astype(np.float32), resumed
+
+
+def _embed_rows(frame: pd.DataFrame, rows: list[int], encoder: Encoder, batch_size: int,
+                advance: Callable[[int], Any]) -> np.ndarray:
+    out = []
+    for start in range(0, len(rows), batch_size):
+        batch = rows[start : start + batch_size]
+        images = [decode_image(bytes(frame.at[i, "image"]), where=f"id {frame.at[i, 'id']}") for i in batch]
+        out.append(np.asarray(encoder.encode_images(images), dtype=np.float32))
+        advance(len(batch))
+    vectors = np.concatenate(out)
+    # The Encoder contract promises unit rows; normalise anyway so inner product stays cosine.
+    return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+
+
+def _diff(old: pd.DataFrame, new: pd.DataFrame) -> tuple[list[str], list[str], list[str]]:
+    before = dict(zip(old["id"].astype(str), old["content_sha256"], strict=True))
+    after = dict(zip(new["id"], new["content_sha256"], strict=True))
+    added = [i for i in after if i not in before]
+    changed = [i for i in after if i in before and before[i] != after[i]]
+    removed = [i for i in before if i not in after]
+    return added, changed, removed
+
+
+def with_kind(cfg: IndexConfig, kind: str | None = None, batch_size: int | None = None) -> IndexConfig:
+    """`cfg` with the CLI's overrides applied."""
+    changes: dict[str, Any] = {}
+    if kind is not None:
+        changes["kind"] = kind
+    if batch_size is not None:
+        changes["batch_size"] = batch_size
+    return replace(cfg, **changes)

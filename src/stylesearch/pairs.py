@@ -1,0 +1,80 @@
+"""Image-text pairs for training: torchvision v2 augmentation, a Dataset over the processed catalogue."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pandas as pd
+import torch
+from torch.utils.data import Dataset
+from torchvision.transforms import v2
+
+from stylesearch.images import decode_image
+from stylesearch.model import CLIP_MEAN, CLIP_STD
+
+
+def train_transform(size: int, *, hue_jitter: bool = False) -> v2.Compose:
+    """Augmentations that keep what captions say true.
+
+    No hue or saturation jitter by default: captions name colours ("navy blue shirt"), and a
+    recoloured image would teach the model that the words are wrong.
+    """
+    jitter = v2.ColorJitter(brightness=0.2, contrast=0.2, saturation=0.2 if hue_jitter else 0,
+                            hue=0.05 if hue_jitter else 0)
+    return v2.Compose([
+        v2.ToImage(),
+        v2.RandomResizedCrop(size, scale=(0.8, 1.0), ratio=(0.75, 1.333), antialias=True),
+        v2.RandomHorizontalFlip(),
+        v2.RandomRotation(10, fill=255),
+        jitter,
+        v2.ToDtype(torch.float32, scale=True),
+        v2.Normalize(CLIP_MEAN, CLIP_STD),
+    ])
+
+
+def eval_transform(size: int) -> v2.Compose:
+    """CLIP's own preprocessing: resize the short side, centre crop, normalise."""
+    return v2.Compose([
+        v2.ToImage(),
+        v2.Resize(size, interpolation=v2.InterpolationMode.BICUBIC, antialias=True),
+        v2.CenterCrop(size),
+        v2.ToDtype(torch.float32, scale=True),
+        v2.Normalize(CLIP_MEAN, CLIP_STD),
+    ])
+
+
+class ProductPairs(Dataset):
+    """(pixels, text, group) per product; `group` marks rows sharing a title or image."""
+
+    def __init__(self, frame: pd.DataFrame, transform: v2.Compose, text_column: str = "full_text"):
+        self.images = frame["image"].tolist()
+        self.texts = frame[text_column].astype(str).tolist()
+        self.groups = frame["group"].astype(int).tolist() if "group" in frame else list(range(len(frame)))
+        self.ids = frame["id"].astype(str).tolist()
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, str, int]:
+        image = decode_image(self.images[i], where=f"id {self.ids[i]}")
+        return self.transform(image), self.texts[i], self.groups[i]
+
+
+class PairCollator:
+    """Stack pixels; tokenise the batch's texts padded to its longest item."""
+
+    def __init__(self, tokenizer, max_tokens: int):
+        self.tokenizer = tokenizer
+        self.max_tokens = max_tokens
+
+    def __call__(self, batch: Sequence[tuple[torch.Tensor, str, int]]) -> dict[str, torch.Tensor]:
+        pixels, texts, groups = zip(*batch, strict=True)
+        tokens = self.tokenizer(list(texts), padding=True, truncation=True, max_length=self.max_tokens,
+                                return_tensors="pt")
+        return {
+            "pixel_values": torch.stack(pixels),
+            "input_ids": tokens["input_ids"],
+            "attention_mask": tokens["attention_mask"],
+            "groups": torch.tensor(groups),
+        }

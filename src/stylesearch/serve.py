@@ -1,0 +1,491 @@
+"""The HTTP API and the search page over a `Searcher`: `create_app(searcher, cfg)` returns a FastAPI app.
+
+Bad input is the client's problem and says so: library errors become 4xx JSON `{"detail": ...}`
+here and nowhere else. Nothing is ever served by path: images are looked up by product id in the
+index and the page's three assets are read into memory at start-up.
+
+Concurrency: one process per box. The model is large and torch already spreads one forward pass over
+every core, so a second worker would double the memory and make both slower. Searches run in a small
+bounded threadpool (`SEARCH_THREADS`) so the event loop stays free for cheap requests (images,
+facets, the page) while the CPU encodes; `BatchingEncoder` merges queries that queue up meanwhile.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import re
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Any, TypeVar
+
+import anyio
+import numpy as np
+from fastapi import FastAPI, File, HTTPException, Path, Query, Request, UploadFile
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from stylesearch.api_models import ErrorOut, FacetsOut, HealthOut, HitOut, IndexInfo, ProductOut, SearchOut
+from stylesearch.config import ServeConfig
+from stylesearch.errors import CatalogError, QueryError, StylesearchError
+from stylesearch.images import decode_image
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+SEARCH_THREADS = 4  # >1 so queries queue where BatchingEncoder can merge them; torch uses the cores
+MAX_OFFSET = 10_000  # faiss ranks offset+k rows per query; deeper paging is a scraper, not a shopper
+MAX_QUERY_STRING = 4096  # bytes; the longest legitimate query is ~512 chars plus a few filters
+MAX_FILTER_VALUES = 50  # per column
+FORM_SLACK = 64 * 1024  # multipart headers and boundaries around the uploaded file
+MAX_OTHER_BODY = 64 * 1024  # no endpoint but the upload takes a body
+PRODUCT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")  # ids are never paths: no '/', no '..'
+SEARCH_PARAMS = frozenset({"q", "k", "offset"})
+
+CSP = ("default-src 'self'; img-src 'self' blob: data:; style-src 'self'; script-src 'self'; "
+       "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
+# FastAPI's /docs and /redoc pages load Swagger/ReDoc from a CDN with an inline bootstrap script.
+DOCS_CSP = ("default-src 'self'; img-src 'self' data: https:; style-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
+            "script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; worker-src blob:; frame-ancestors 'none'")
+SECURITY_HEADERS = [
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"cross-origin-opener-policy", b"same-origin"),
+    (b"cross-origin-resource-policy", b"same-origin"),
+    (b"permissions-policy", b"camera=(), microphone=(), geolocation=()"),
+]
+ASSETS = {"app.js": "text/javascript; charset=utf-8", "app.css": "text/css; charset=utf-8",
+          "favicon.svg": "image/svg+xml"}
+IMAGE_TYPES = ((b"\xff\xd8\xff", "image/jpeg"), (b"\x89PNG\r\n\x1a\n", "image/png"), (b"GIF8", "image/gif"))
+ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorOut, "description": why}
+    for code, why in [(400, "the request cannot be answered as asked"), (404, "no such product"),
+                      (413, "body or upload over the limit"), (414, "query string too long"),
+                      (422, "a parameter is missing or malformed")]
+}
+
+
+def create_app(searcher: Any, cfg: ServeConfig = ServeConfig(), *,
+               allowed_hosts: Sequence[str] | None = None) -> FastAPI:
+    """The search API and page over an opened `Searcher` (loaded once, by the caller, before this)."""
+    app = FastAPI(title="stylesearch", version="1", summary="Search a clothing catalogue by words or pictures.")
+    columns = list(searcher.filter_columns)
+    pool = _Pool(SEARCH_THREADS)
+    assets = {name: (resources.files("stylesearch").joinpath("static", name).read_bytes(), kind)
+              for name, kind in {**ASSETS, "index.html": "text/html; charset=utf-8"}.items()}
+    filter_docs = {"parameters": [
+        {"name": col, "in": "query", "required": False, "style": "form", "explode": True,
+         "schema": {"type": "array", "items": {"type": "string", "maxLength": 200}, "maxItems": MAX_FILTER_VALUES},
+         "description": f"keep only products whose {col} is one of these"
+                        + (" (a year, or a range 'lo..hi')" if col == "year" else "")}
+        for col in columns]}
+
+    _install_error_handlers(app)
+    if cfg.cors_origins:  # closed unless the operator names the origins that may call the API
+        from fastapi.middleware.cors import CORSMiddleware
+
+        app.add_middleware(CORSMiddleware, allow_origins=list(cfg.cors_origins), allow_methods=["GET", "POST"],
+                           allow_headers=["Content-Type"], max_age=600)
+    if allowed_hosts:  # DNS-rebinding guard: a loopback server answers only to loopback names
+        from starlette.middleware.trustedhost import TrustedHostMiddleware
+
+        app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts))
+    app.add_middleware(RequestGuard, upload_limit=cfg.max_upload_bytes + FORM_SLACK)
+
+    async def run_search(request: Request, query: str | None, k: int, offset: int,
+                         call: Callable[[dict[str, Any]], list[Any]]) -> SearchOut:
+        filters = parse_filters(request.query_params.multi_items(), columns)
+        start = time.perf_counter()
+
+        def work() -> tuple[list[Any], int, str | None]:
+            hits = call(filters)
+            notice = getattr(searcher, "last_notice", None) if query is not None else None
+            return hits, searcher.count(filters or None), notice
+
+        hits, total, notice = await pool.run(work)
+        return SearchOut(query=query, hits=[_hit_out(h) for h in hits], k=k, offset=offset, total=total,
+                         has_more=offset + len(hits) < total, took_ms=_ms(start), notice=notice,
+                         filters={c: [str(v) for v in _listed(v)] for c, v in _given(request, columns).items()})
+
+    @app.get("/api/search", response_model=SearchOut, responses=ERRORS, openapi_extra=filter_docs,
+             summary="Search by text", tags=["search"])
+    async def search_text(request: Request,
+                          q: str = Query(..., max_length=cfg.max_query_chars, description="what to look for"),
+                          k: int = Query(10, ge=1, le=cfg.max_k, description="results per page"),
+                          offset: int = Query(0, ge=0, le=MAX_OFFSET, description="results to skip")) -> SearchOut:
+        query = q.strip()
+        if not query:
+            raise QueryError("empty query: type some words to search for")
+        return await run_search(request, query, k, offset,
+                                lambda f: searcher.search(query, k=k, filters=f or None, offset=offset))
+
+    @app.post("/api/search/image", response_model=SearchOut, responses=ERRORS, openapi_extra=filter_docs,
+              summary="Search by an uploaded picture", tags=["search"])
+    async def search_image(request: Request, file: UploadFile = File(..., description="a JPEG, PNG, GIF or WebP"),
+                           k: int = Query(10, ge=1, le=cfg.max_k), offset: int = Query(0, ge=0, le=MAX_OFFSET),
+                           ) -> SearchOut:
+        data = await file.read(cfg.max_upload_bytes + 1)
+        if len(data) > cfg.max_upload_bytes:
+            raise HTTPException(413, f"upload is over the {cfg.max_upload_bytes} byte limit")
+        image = await pool.run(lambda: decode_image(data, where="upload"))
+        return await run_search(request, None, k, offset,
+                                lambda f: searcher.search_image(image, k=k, filters=f or None, offset=offset))
+
+    @app.get("/api/products/{product_id}", response_model=ProductOut, responses=ERRORS, tags=["products"],
+             summary="One product")
+    async def product(product_id: str = Path(..., max_length=128)) -> ProductOut:
+        return _product_out(await pool.run(lambda: lookup(searcher, product_id)))
+
+    @app.get("/api/products/{product_id}/similar", response_model=SearchOut, responses=ERRORS,
+             openapi_extra=filter_docs, tags=["search"], summary="More like this product")
+    async def similar(request: Request, product_id: str = Path(..., max_length=128),
+                      k: int = Query(10, ge=1, le=cfg.max_k), offset: int = Query(0, ge=0, le=MAX_OFFSET)) -> SearchOut:
+        await pool.run(lambda: lookup(searcher, product_id))  # unknown ids are a 404, not a filter error
+        return await run_search(request, None, k, offset,
+                                lambda f: searcher.similar(product_id, k=k, filters=f or None, offset=offset))
+
+    @app.get("/api/facets", response_model=FacetsOut, responses=ERRORS, openapi_extra=filter_docs,
+             tags=["search"], summary="Filter values and their counts, optionally for a query")
+    async def facets(request: Request,
+                     q: str | None = Query(None, max_length=cfg.max_query_chars)) -> FacetsOut:
+        query = q.strip() if q and q.strip() else None
+        filters = parse_filters(request.query_params.multi_items(), columns, reserved=frozenset({"q"}))
+        start = time.perf_counter()
+        found, total = await pool.run(lambda: (searcher.facets(query=query, filters=filters or None),
+                                               searcher.count(filters or None)))
+        return FacetsOut(query=query, facets={c: {str(v): int(n) for v, n in vals.items()} for c, vals in found.items()},
+                         total=total, took_ms=_ms(start))
+
+    @app.get("/images/{product_id}", responses={**ERRORS, 200: {"content": {"image/jpeg": {}, "image/png": {}}}},
+             response_class=Response, tags=["products"], summary="A product photo, by product id")
+    async def image(request: Request, product_id: str = Path(..., max_length=128)) -> Response:
+        data = await pool.run(lambda: image_of(searcher, product_id))
+        etag = '"' + hashlib.sha256(data).hexdigest()[:32] + '"'
+        headers = {"ETag": etag, "Cache-Control": "public, max-age=86400"}  # ids are stable; a rebuild changes the etag
+        if request.headers.get("if-none-match") == etag:
+            return Response(status_code=304, headers=headers)
+        return Response(data, media_type=image_type(data), headers=headers)
+
+    @app.get("/healthz", response_model=HealthOut, tags=["service"], summary="Model and index in use")
+    async def healthz() -> HealthOut:
+        m = dict(getattr(searcher, "manifest", {}) or {})
+        model = m.get("model") if isinstance(m.get("model"), str) else (m.get("model") or {}).get("name")
+        created = m.get("created_at")
+        return HealthOut(model=model or m.get("model_name"),
+                         fingerprint=m.get("fingerprint") or m.get("model_fingerprint"),
+                         index=IndexInfo(count=m.get("count"), dim=m.get("dim"), kind=m.get("kind"),
+                                         created_at=str(created) if created is not None else None),
+                         filter_columns=columns)
+
+    @app.get("/", include_in_schema=False)
+    async def page() -> Response:
+        body, kind = assets["index.html"]
+        return Response(body, media_type=kind, headers={"Cache-Control": "no-cache"})
+
+    @app.get("/static/{name}", include_in_schema=False)
+    async def asset(name: str) -> Response:
+        if name not in ASSETS:  # a fixed list, never a file lookup
+            raise HTTPException(404, "no such asset")
+        body, kind = assets[name]
+        return Response(body, media_type=kind, headers={"Cache-Control": "no-cache"})
+
+    app.state.searcher = searcher
+    return app
+
+
+# --- requests to library calls ---------------------------------------------------------------------
+
+def parse_filters(items: Sequence[tuple[str, str]], columns: Sequence[str],
+                  reserved: frozenset[str] = SEARCH_PARAMS) -> dict[str, Any]:
+    """Query parameters to the Searcher's filters: repeated keys are alternatives, year takes 'lo..hi'."""
+    grouped: dict[str, list[str]] = {}
+    for key, value in items:
+        if key in reserved:
+            continue
+        if key not in columns:
+            raise QueryError(f"unknown filter {_short(key)}; filter on one of: {', '.join(columns)}")
+        if not value.strip():
+            raise QueryError(f"empty value for filter '{key}'")
+        if len(value) > 200:
+            raise QueryError(f"value for filter '{key}' is over 200 characters")
+        grouped.setdefault(key, []).append(value.strip())
+    filters: dict[str, Any] = {}
+    for key, values in grouped.items():
+        if len(values) > MAX_FILTER_VALUES:
+            raise QueryError(f"filter '{key}' has {len(values)} values; at most {MAX_FILTER_VALUES}")
+        parsed = [_year(v) for v in values] if key == "year" else values
+        filters[key] = parsed[0] if len(parsed) == 1 else parsed
+    return filters
+
+
+def _year(value: str) -> int | tuple[int, int]:
+    lo, sep, hi = value.partition("..")
+    try:
+        return (int(lo), int(hi)) if sep else int(value)
+    except ValueError:
+        raise QueryError(f"year must be a year or a range like 2010..2015, not {_short(value)}") from None
+
+
+def lookup(searcher: Any, product_id: str) -> Any:
+    if not PRODUCT_ID.fullmatch(product_id) or ".." in product_id:
+        raise HTTPException(404, f"no product with id {_short(product_id)}")
+    try:
+        return searcher.product(product_id)
+    except (KeyError, QueryError, IndexError):
+        raise HTTPException(404, f"no product with id {_short(product_id)}") from None
+
+
+def image_of(searcher: Any, product_id: str) -> bytes:
+    lookup(searcher, product_id)
+    try:
+        data = searcher.image_bytes(product_id)
+    except (KeyError, QueryError, IndexError, CatalogError):
+        data = None
+    if not data:
+        raise HTTPException(404, f"product {product_id} has no image")
+    return bytes(data)
+
+
+def image_type(data: bytes) -> str:
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "image/webp"
+    return next((kind for magic, kind in IMAGE_TYPES if data.startswith(magic)), "application/octet-stream")
+
+
+def _given(request: Request, columns: Sequence[str]) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for key, value in request.query_params.multi_items():
+        if key in columns:
+            out.setdefault(key, []).append(value.strip())
+    return out
+
+
+def _listed(value: Any) -> list[Any]:
+    return list(value) if isinstance(value, list) else [value]
+
+
+def _field(obj: Any, name: str, default: Any = None) -> Any:
+    return obj.get(name, default) if isinstance(obj, Mapping) else getattr(obj, name, default)
+
+
+def _plain(value: Any) -> str | int | None:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value if isinstance(value, int | str) else str(value)
+
+
+def _product_out(obj: Any) -> ProductOut:
+    pid = str(_field(obj, "id"))
+    attrs = _field(obj, "attributes") or {}
+    return ProductOut(id=pid, title=str(_field(obj, "title", "")), image_url=f"/images/{pid}",
+                      attributes={str(k): _plain(v) for k, v in dict(attrs).items()})
+
+
+def _hit_out(hit: Any) -> HitOut:
+    base = _product_out(hit)
+    score = float(_field(hit, "score", 0.0))
+    return HitOut(**base.model_dump(), rank=int(_field(hit, "rank", 0)),
+                  score=round(score, 3) if math.isfinite(score) else 0.0)
+
+
+def _ms(start: float) -> float:
+    return round((time.perf_counter() - start) * 1000, 2)
+
+
+def _short(text: str, limit: int = 60) -> str:
+    return repr(text if len(text) <= limit else text[:limit] + "...")
+
+
+class _Pool:
+    """A bounded threadpool for the CPU work (encoding, decoding, faiss), apart from anyio's default one."""
+
+    def __init__(self, size: int):
+        self.size = size
+        self._limiter: anyio.CapacityLimiter | None = None  # needs a running event loop to create
+
+    async def run(self, func: Callable[[], T]) -> T:
+        if self._limiter is None:
+            self._limiter = anyio.CapacityLimiter(self.size)
+        return await anyio.to_thread.run_sync(func, limiter=self._limiter)
+
+
+# --- errors and guards ----------------------------------------------------------------------------
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(QueryError)
+    async def query_error(_: Request, err: QueryError) -> JSONResponse:
+        return JSONResponse({"detail": str(err)}, status_code=400)
+
+    @app.exception_handler(CatalogError)
+    async def bad_upload(_: Request, err: CatalogError) -> JSONResponse:  # only uploads are decoded here
+        return JSONResponse({"detail": str(err)}, status_code=400)
+
+    @app.exception_handler(StylesearchError)
+    async def library_error(_: Request, err: StylesearchError) -> JSONResponse:
+        return JSONResponse({"detail": str(err)}, status_code=400)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_: Request, err: RequestValidationError) -> JSONResponse:
+        parts = []
+        for e in err.errors():
+            where = ".".join(str(p) for p in e.get("loc", ()) if p not in ("query", "path", "body"))
+            parts.append(f"{where or 'request'}: {e.get('msg', 'invalid')}")
+        return JSONResponse({"detail": "; ".join(parts) or "invalid request"}, status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, err: StarletteHTTPException) -> JSONResponse:
+        return JSONResponse({"detail": str(err.detail)}, status_code=err.status_code, headers=err.headers)
+
+    @app.exception_handler(Exception)
+    async def crash(request: Request, err: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s", request.url.path)  # the trace goes to the log, not the client
+        return JSONResponse({"detail": "internal error"}, status_code=500)
+
+
+class RequestGuard:
+    """Security headers on every answer; oversized query strings and bodies refused while they stream in."""
+
+    def __init__(self, app: ASGIApp, upload_limit: int):
+        self.app = app
+        self.upload_limit = upload_limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path = scope.get("path", "")
+        csp = (DOCS_CSP if path in ("/docs", "/redoc") else CSP).encode()
+        started = False
+
+        async def send_secure(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+                headers = list(message.get("headers", []))
+                names = {k.lower() for k, _ in headers}
+                headers += [(k, v) for k, v in SECURITY_HEADERS if k not in names]
+                headers.append((b"content-security-policy", csp))
+                if path.startswith("/api/") and b"cache-control" not in names:
+                    headers.append((b"cache-control", b"no-store"))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        if len(scope.get("query_string", b"")) > MAX_QUERY_STRING:
+            await _reject(scope, send_secure, 414, f"query string is over {MAX_QUERY_STRING} bytes")
+            return
+        limit = self.upload_limit if path == "/api/search/image" else MAX_OTHER_BODY
+        declared = dict(scope.get("headers", [])).get(b"content-length")
+        if declared is not None:
+            if not declared.isdigit():
+                await _reject(scope, send_secure, 400, "Content-Length is not a number")
+                return
+            if int(declared) > limit:  # refuse before reading a byte
+                await _reject(scope, send_secure, 413, f"request body is over the {limit} byte limit")
+                return
+        seen = 0
+
+        async def counted_receive() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > limit:  # chunked or lying clients: stop as soon as the limit is passed
+                    raise HTTPException(413, f"request body is over the {limit} byte limit")
+            return message
+
+        try:
+            await self.app(scope, counted_receive, send_secure)
+        except HTTPException as err:
+            if started:
+                raise
+            await _reject(scope, send_secure, err.status_code, str(err.detail))
+
+
+async def _reject(scope: Scope, send: Send, status: int, detail: str) -> None:
+    response = JSONResponse({"detail": detail}, status_code=status, headers={"Connection": "close"})
+    await response(scope, _no_body, send)
+
+
+async def _no_body() -> Message:
+    return {"type": "http.disconnect"}
+
+
+# --- micro-batching --------------------------------------------------------------------------------
+
+@dataclass
+class _Job:
+    texts: list[str]
+    result: np.ndarray | None = None
+    error: BaseException | None = None
+    done: bool = False
+    rows: list[int] = field(default_factory=list)
+
+
+class BatchingEncoder:
+    """Wrap an `Encoder` so text queries arriving while the model is busy are encoded in one call.
+
+    No timer: the first caller encodes alone at once; whoever queues during that pass is taken
+    together by the next caller to get the model. So a lone query waits for nothing.
+    """
+
+    def __init__(self, inner: Any, max_batch: int = 32):
+        self.inner = inner
+        self.dim = inner.dim
+        self.fingerprint = inner.fingerprint
+        self.max_batch = max_batch
+        self._queue_lock = threading.Lock()
+        self._model_lock = threading.Lock()
+        self._pending: list[_Job] = []
+        self.batch_sizes: Counter[int] = Counter()  # texts per encoder call, for the benchmark
+
+    def __getattr__(self, name: str) -> Any:  # token_count, name, encode_pixels, ...
+        return getattr(self.inner, name)
+
+    def encode_images(self, images: Sequence[Any]) -> np.ndarray:
+        with self._model_lock:
+            return self.inner.encode_images(images)
+
+    def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
+        job = _Job(list(texts))
+        with self._queue_lock:
+            self._pending.append(job)
+        while True:
+            with self._model_lock:
+                if job.done:
+                    break
+                with self._queue_lock:
+                    batch, taken = [], 0
+                    while self._pending and (not batch or taken + len(self._pending[0].texts) <= self.max_batch):
+                        batch.append(self._pending.pop(0))
+                        taken += len(batch[-1].texts)
+                self._run(batch)
+        if job.error is not None:
+            raise job.error
+        assert job.result is not None
+        return job.result
+
+    def _run(self, batch: list[_Job]) -> None:
+        texts = [t for j in batch for t in j.texts]
+        try:
+            vectors = self.inner.encode_texts(texts) if texts else np.zeros((0, self.dim), np.float32)
+        except BaseException as err:  # every caller in the batch sees the failure
+            for j in batch:
+                j.error, j.done = err, True
+            return
+        self.batch_sizes[len(texts)] += 1
+        start = 0
+        for j in batch:
+            j.result, j.done = vectors[start : start + len(j.texts)], True
+            start += len(j.texts)

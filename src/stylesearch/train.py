@@ -1,0 +1,261 @@
+"""Fine-tune CLIP on a processed catalogue: the loop, early stopping, checkpoints, resume, history."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from stylesearch.checkpoint import STATE_FILE, load_training_state, save_checkpoint
+from stylesearch.config import TrainConfig, to_dict
+from stylesearch.evaluate import embed, title_retrieval
+from stylesearch.files import atomic_path, atomic_write_text
+from stylesearch.losses import MAX_LOGIT_SCALE, contrastive_loss, lr_at, same_item_mask
+from stylesearch.model import ClipEncoder, LoadedModel, default_device, load_model
+from stylesearch.pairs import PairCollator, ProductPairs, train_transform
+from stylesearch.prepare import ProcessedCatalog
+
+
+@dataclass
+class TrainResult:
+    out_dir: Path
+    best_metric: float
+    steps: int
+    epochs_done: int
+    stopped: str  # "epochs", "early stop", "time budget", "interrupted"
+    history: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def freeze_layers(loaded: LoadedModel, vision: int, text: int) -> None:
+    """Freeze the embeddings and first N encoder layers of each tower (cheaper, forgets less)."""
+    model = loaded.model
+    for tower, n in ((model.vision_model, vision), (model.text_model, text)):
+        if n <= 0:
+            continue
+        for p in tower.embeddings.parameters():
+            p.requires_grad = False
+        for layer in tower.encoder.layers[:n]:
+            for p in layer.parameters():
+                p.requires_grad = False
+
+
+def epoch_batches(n: int, batch_size: int, seed: int, epoch: int) -> list[list[int]]:
+    """The epoch's shuffled batches, a pure function of (seed, epoch) so --resume can skip exactly."""
+    order = np.random.default_rng([seed, epoch]).permutation(n)
+    batches = [order[i:i + batch_size].tolist() for i in range(0, n, batch_size)]
+    return [b for b in batches if len(b) > 1]  # a batch of one has no negatives
+
+
+def validation_recall(loaded: LoadedModel, frame: pd.DataFrame) -> dict[str, float]:
+    """Full-gallery title->image recall on the validation split: the early-stopping signal."""
+    loaded.model.eval()
+    encoder = ClipEncoder(loaded, batch_size=64, device=next(loaded.model.parameters()).device)
+    emb = embed(encoder, frame)
+    out = title_retrieval(encoder, emb, frame["title"].tolist(), (1, 5, 10))["t2i"]
+    return out
+
+
+def plot_history(history: dict[str, list[dict[str, Any]]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    steps = history.get("steps", [])
+    epochs = history.get("epochs", [])
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    if steps:
+        axes[0].plot([s["step"] for s in steps], [s["loss"] for s in steps], lw=1, label="train loss")
+    if epochs:
+        axes[0].plot([e["step"] for e in epochs], [e["val_loss"] for e in epochs], "o-", label="val loss")
+        for k in ("R@1", "R@5", "R@10"):
+            axes[1].plot([e["epoch"] for e in epochs], [e[k] for e in epochs], "o-", label=f"val {k}")
+    if steps:
+        axes[2].plot([s["step"] for s in steps], [s["lr"] for s in steps])
+    for ax, title in zip(axes, ("loss", "validation recall (title->image)", "learning rate"), strict=True):
+        ax.set_title(title)
+        ax.grid(alpha=0.3)
+    axes[0].legend()
+    axes[1].legend()
+    axes[0].set_xlabel("step")
+    axes[1].set_xlabel("epoch")
+    axes[2].set_xlabel("step")
+    fig.tight_layout()
+    with atomic_path(Path(path)) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
+    plt.close(fig)
+
+
+def val_loss(loaded: LoadedModel, frame: pd.DataFrame, batch_size: int) -> float:
+    from stylesearch.evaluate import batched_loss
+
+    encoder = ClipEncoder(loaded, batch_size=64, device=next(loaded.model.parameters()).device)
+    emb = embed(encoder, frame)
+    scale = float(loaded.model.logit_scale.detach().clamp(max=MAX_LOGIT_SCALE))
+    return batched_loss(emb.image, emb.text, emb.groups, scale, batch_size)
+
+
+def train(catalog: ProcessedCatalog, cfg: TrainConfig, out_dir: Path, *, resume: bool = False,
+          loaded: LoadedModel | None = None) -> TrainResult:
+    """Fine-tune `cfg.base_model` on the train split; keep `best` (by val recall@10) and `last`."""
+    out_dir = Path(out_dir)
+    seed_everything(cfg.seed)
+    device = default_device()
+    state: dict[str, Any] | None = None
+    if resume and (out_dir / "last" / STATE_FILE).is_file():
+        loaded = load_model(str(out_dir / "last"))
+        state = load_training_state(out_dir / "last")
+    loaded = loaded or load_model(cfg.base_model, seed=cfg.seed)
+    model = loaded.model.to(device)
+    freeze_layers(loaded, cfg.freeze_vision_layers, cfg.freeze_text_layers)
+
+    train_frame, val_frame = catalog.split("train"), catalog.split("val")
+    if cfg.val_max_items and len(val_frame) > cfg.val_max_items:
+        val_frame = val_frame.sample(cfg.val_max_items, random_state=cfg.seed).reset_index(drop=True)
+    size = int(model.config.vision_config.image_size)
+    dataset = ProductPairs(train_frame, train_transform(size, hue_jitter=cfg.hue_jitter))
+    collate = PairCollator(loaded.processor.tokenizer, int(model.config.text_config.max_position_embeddings))
+    steps_per_epoch = len(epoch_batches(len(dataset), cfg.batch_size, cfg.seed, 0))
+    total_steps = max(1, steps_per_epoch * cfg.epochs)
+
+    params = [p for p in model.parameters() if p.requires_grad]
+    decay = [p for p in params if p.ndim >= 2]
+    no_decay = [p for p in params if p.ndim < 2]  # biases, norms and the temperature: no weight decay
+    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                                   {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.98), eps=1e-6)
+    use_amp = cfg.amp and device.type == "cuda"
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+
+    step, start_epoch, skip, best, bad_epochs = 0, 0, 0, -math.inf, 0
+    history: dict[str, list[dict[str, Any]]] = {"steps": [], "epochs": []}
+    if state is not None:
+        optimizer.load_state_dict(state["optimizer"])
+        step, start_epoch, skip = int(state["step"]), int(state["epoch"]), int(state["batch_in_epoch"])
+        best, bad_epochs = float(state["best"]), int(state["bad_epochs"])
+        history = json.loads(state["history"])
+
+    def snapshot(epoch: int, batch_in_epoch: int) -> dict[str, Any]:
+        return {"optimizer": optimizer.state_dict(), "step": step, "epoch": epoch, "batch_in_epoch": batch_in_epoch,
+                "best": best, "bad_epochs": bad_epochs, "history": json.dumps(history)}
+
+    def save_last(epoch: int, batch_in_epoch: int) -> None:
+        save_checkpoint(loaded, out_dir / "last", cfg, info={"step": step, "epoch": epoch},
+                        state=snapshot(epoch, batch_in_epoch))
+
+    started = time.monotonic()
+    stopped = "epochs"
+    epoch, pos = start_epoch, skip
+    try:
+        for epoch in range(start_epoch, cfg.epochs):
+            batches = epoch_batches(len(dataset), cfg.batch_size, cfg.seed, epoch)
+            first = skip if epoch == start_epoch else 0
+            model.train()
+            pos = first
+            bar = tqdm(total=len(batches), initial=first, desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch",
+                       leave=False)
+            for b, batch in iter_batches(dataset, collate, batches, first, cfg, epoch):
+                tick = time.monotonic()
+                # 1. schedule
+                lr = lr_at(step, base_lr=cfg.lr, warmup=cfg.warmup_steps, total=total_steps)
+                for group in optimizer.param_groups:
+                    group["lr"] = lr
+                # 2. forward
+                with torch.autocast(device.type, enabled=use_amp):
+                    image = model.get_image_features(pixel_values=batch["pixel_values"].to(device))
+                    text = model.get_text_features(input_ids=batch["input_ids"].to(device),
+                                                   attention_mask=batch["attention_mask"].to(device))
+                image = torch.nn.functional.normalize(_pooled(image).float(), dim=-1)
+                text = torch.nn.functional.normalize(_pooled(text).float(), dim=-1)
+                # 3. loss: rows sharing a title or image are positives, not negatives
+                loss = contrastive_loss(image, text, model.logit_scale, same_item_mask(batch["groups"].to(device)))
+                # 4. backward
+                optimizer.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+                # 5. clip
+                scaler.unscale_(optimizer)
+                torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+                # 6. step
+                scaler.step(optimizer)
+                scaler.update()
+                # 7. clamp the temperature as CLIP does
+                with torch.no_grad():
+                    model.logit_scale.clamp_(0, MAX_LOGIT_SCALE)
+                # 8. log
+                step += 1
+                rate = len(batches[b]) / max(1e-9, time.monotonic() - tick)
+                history["steps"].append({"step": step, "epoch": epoch, "loss": loss.item(), "lr": lr,
+                                         "samples_per_s": rate})
+                pos = b + 1
+                bar.update(1)
+                bar.set_postfix(loss=f"{loss.item():.3f}", sps=f"{rate:.0f}")
+                if cfg.save_every_steps and step % cfg.save_every_steps == 0:
+                    save_last(epoch, pos)
+                if cfg.max_minutes is not None and time.monotonic() - started > cfg.max_minutes * 60:
+                    stopped = "time budget"
+                    break
+            bar.close()
+            # 9. evaluate on validation, 10. checkpoint
+            metrics = validation_recall(loaded, val_frame)
+            metrics["val_loss"] = val_loss(loaded, val_frame, cfg.batch_size)
+            history["epochs"].append({"epoch": epoch + 1, "step": step, **metrics})
+            tqdm.write(f"epoch {epoch + 1}: val loss {metrics['val_loss']:.4f}  R@1 {metrics['R@1']:.3f}  "
+                       f"R@10 {metrics['R@10']:.3f}")
+            if metrics["R@10"] > best:
+                best, bad_epochs = metrics["R@10"], 0
+                save_checkpoint(loaded, out_dir / "best", cfg, info={"step": step, "epoch": epoch + 1, **metrics})
+            else:
+                bad_epochs += 1
+            save_last(epoch + 1, 0)
+            write_history(history, out_dir)
+            if stopped == "time budget":
+                break
+            if bad_epochs >= cfg.patience:
+                stopped = "early stop"
+                break
+    except KeyboardInterrupt:
+        # Ctrl-C: keep what was learned in a resumable `last`, then let the caller exit cleanly.
+        save_last(epoch, pos)
+        write_history(history, out_dir)
+        stopped = "interrupted"
+    atomic_write_text(out_dir / "train_config.json", json.dumps(to_dict(cfg), indent=2))
+    return TrainResult(out_dir=out_dir, best_metric=best, steps=step, epochs_done=len(history["epochs"]),
+                       stopped=stopped, history=history)
+
+
+def iter_batches(dataset: ProductPairs, collate: PairCollator, batches: list[list[int]], first: int,
+                 cfg: TrainConfig, epoch: int) -> Iterator[tuple[int, dict[str, torch.Tensor]]]:
+    """Yield (batch number, batch) from `first` on; decode in worker processes when asked."""
+    if cfg.num_workers == 0:
+        for b in range(first, len(batches)):
+            # Augmentation draws from torch's RNG: seeding per batch makes --resume replay it exactly.
+            torch.manual_seed(cfg.seed * 1_000_003 + epoch * 100_003 + b)
+            yield b, collate([dataset[i] for i in batches[b]])
+        return
+    loader = DataLoader(dataset, batch_sampler=batches[first:], collate_fn=collate, num_workers=cfg.num_workers)
+    yield from enumerate(loader, start=first)
+
+
+def _pooled(output: Any) -> torch.Tensor:
+    return output if isinstance(output, torch.Tensor) else output.pooler_output
+
+
+def write_history(history: dict[str, list[dict[str, Any]]], out_dir: Path) -> None:
+    atomic_write_text(out_dir / "history.json", json.dumps(history, indent=1))
+    plot_history(history, out_dir / "history.png")
