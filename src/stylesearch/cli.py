@@ -51,3 +51,9 @@ PathArg = Path
 # (commands are registered in stylesearch.cli_pipeline and the modules below to keep this file small)
 
 from stylesearch import cli_pipeline  # noqa: E402,F401  (registers data/prepare/train/evaluate/demo)
+
+# isort: split
+from stylesearch import cli_search  # noqa: E402,F401  (registers index/search)
+
+# isort: split
+from stylesearch import cli_serve  # noqa: E402,F401  (registers serve)

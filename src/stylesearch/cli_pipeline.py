@@ -1,0 +1,128 @@
+"""CLI commands for the first half of the pipeline: data, prepare, train, evaluate, demo."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import typer
+
+from stylesearch.cli import app, console, data_app, friendly, print_json
+from stylesearch.config import DEFAULT_HUB_DATASET, DEFAULT_MODEL, ColumnMapping, EvalConfig, PrepareConfig, TrainConfig
+
+
+@data_app.command("download")
+@friendly
+def download(
+    source: str = typer.Option("hub", help="'hub' (Hugging Face datasets) or 'kaggle' (kagglehub)."),
+    name: str = typer.Option(DEFAULT_HUB_DATASET, help="Dataset name on the Hub or Kaggle."),
+    out: Path = typer.Option(Path("data/raw"), help="Where to put the files."),
+) -> None:
+    """Fetch the catalogue from the Hub or Kaggle (needs network)."""
+    from stylesearch.download import download_dataset
+
+    path = download_dataset(source, name, out)
+    console.print(f"downloaded to [bold]{path}[/bold]; next: stylesearch prepare --data {path}")
+
+
+@app.command()
+@friendly
+def prepare(
+    data: str = typer.Option(..., "--data", "-d", help="Kaggle folder, HF parquet file/dir or Hub name, or CSV/parquet."),
+    out: Path = typer.Option(Path("runs/catalog"), "--out", "-o", help="Processed catalogue directory."),
+    fmt: str = typer.Option("auto", "--format", help="auto | kaggle | hf | table"),
+    id_col: str = typer.Option("id", help="Column with the product id (table format)."),
+    image_col: str = typer.Option("image", help="Column with an image path or bytes (table format)."),
+    title_col: str = typer.Option("productDisplayName", help="Column with the product title (table format)."),
+    text_cols: str = typer.Option("", help="Comma-separated columns for full_text (default: title + attributes)."),
+    encoding: str = typer.Option("utf-8", help="Text encoding of a CSV catalogue."),
+    seed: int = typer.Option(0, help="Seed of the split."),
+) -> None:
+    """Clean a catalogue, build full_text and write the group-aware train/val/test split."""
+    from stylesearch.catalog import read_catalog
+    from stylesearch.prepare import prepare as run_prepare
+
+    mapping = ColumnMapping(id=id_col, image=image_col, title=title_col)
+    cfg = PrepareConfig(seed=seed)
+    if text_cols:
+        cfg = replace(cfg, text_columns=tuple(c.strip() for c in text_cols.split(",") if c.strip()))
+    catalog = read_catalog(data, fmt=fmt, mapping=mapping if fmt == "table" else None, encoding=encoding)
+    report = run_prepare(catalog, cfg, out)
+    console.print(report.summary(), markup=False)
+    console.print(f"wrote [bold]{out}[/bold] (catalog.parquet, manifest.json, report.json, report.md)")
+
+
+@app.command()
+@friendly
+def train(
+    catalog: Path = typer.Option(Path("runs/catalog"), "--catalog", "-c", help="Processed catalogue directory."),
+    out: Path = typer.Option(Path("runs/train"), "--out", "-o", help="Directory for best/, last/ and history."),
+    model: str = typer.Option(DEFAULT_MODEL, "--model", "-m", help="Base checkpoint: Hub name, directory or 'tiny'."),
+    lr: float = typer.Option(TrainConfig.lr),
+    batch_size: int = typer.Option(TrainConfig.batch_size),
+    epochs: int = typer.Option(TrainConfig.epochs),
+    warmup_steps: int = typer.Option(TrainConfig.warmup_steps),
+    patience: int = typer.Option(TrainConfig.patience),
+    max_minutes: float = typer.Option(None, help="Wall-clock budget besides the epoch count."),
+    freeze_vision_layers: int = typer.Option(0),
+    freeze_text_layers: int = typer.Option(0),
+    grad_clip: float = typer.Option(TrainConfig.grad_clip),
+    hue_jitter: bool = typer.Option(False, help="Off by default: captions name colours."),
+    num_workers: int = typer.Option(0, help="Image decoding worker processes."),
+    seed: int = typer.Option(0),
+    resume: bool = typer.Option(False, help="Continue from OUT/last."),
+) -> None:
+    """Fine-tune CLIP with a symmetric InfoNCE loss; keeps best/ and last/ checkpoints."""
+    from stylesearch.prepare import load_processed
+    from stylesearch.train import train as run_train
+
+    cfg = TrainConfig(base_model=model, lr=lr, batch_size=batch_size, epochs=epochs, warmup_steps=warmup_steps,
+                      patience=patience, max_minutes=max_minutes, freeze_vision_layers=freeze_vision_layers,
+                      freeze_text_layers=freeze_text_layers, grad_clip=grad_clip, hue_jitter=hue_jitter,
+                      num_workers=num_workers, seed=seed)
+    result = run_train(load_processed(catalog), cfg, out, resume=resume)
+    console.print(f"stopped: {result.stopped} after {result.steps} steps, {result.epochs_done} epoch(s); "
+                  f"best val R@10 {result.best_metric:.4f}")
+    console.print(f"checkpoints: [bold]{out / 'best'}[/bold], {out / 'last'}; history: {out / 'history.png'}")
+    if result.stopped == "interrupted":
+        raise typer.Exit(130)
+
+
+@app.command()
+@friendly
+def evaluate(
+    model: str = typer.Option(..., "--model", "-m", help="Fine-tuned checkpoint directory."),
+    base: str = typer.Option(None, help="Base checkpoint to compare against (default: the one it was trained from)."),
+    catalog: Path = typer.Option(Path("runs/catalog"), "--catalog", "-c",
+                                 help="Processed catalogue directory (its test split), or any other prepared catalogue."),
+    split: str = typer.Option("test", help="test | val | train | all"),
+    out: Path = typer.Option(Path("runs/eval"), "--out", "-o"),
+    max_items: int = typer.Option(None, help="Cap the gallery for a quick look."),
+    json_out: bool = typer.Option(False, "--json", help="Print JSON instead of the table."),
+) -> None:
+    """Compare the base and the fine-tuned model on held-out products (JSON + markdown)."""
+    from stylesearch.evaluate import evaluate_checkpoints
+
+    report = evaluate_checkpoints(model, base, catalog, split, EvalConfig(max_items=max_items), out)
+    if json_out:
+        print_json(report)
+    else:
+        from stylesearch.evaluate import markdown_table
+
+        console.print(markdown_table(report), markup=False)
+        console.print(f"wrote {out / 'eval.json'} and {out / 'eval.md'}")
+
+
+@app.command()
+@friendly
+def demo(
+    data: str = typer.Option(None, "--data", help="A real catalogue instead of the drawn one."),
+    model: str = typer.Option(None, "--model", help="A real base model instead of the tiny preset."),
+    workdir: Path = typer.Option(Path("runs/demo"), "--workdir", help="Where every stage writes."),
+    products: int = typer.Option(800, help="Size of the drawn catalogue."),
+    epochs: int = typer.Option(8),
+) -> None:
+    """Run the whole pipeline end to end (offline on embedded defaults) and show example searches."""
+    from stylesearch.demo import run_demo
+
+    run_demo(workdir, data=data, model=model, products=products, epochs=epochs, console=console)

@@ -172,3 +172,32 @@ def write_report(report: dict[str, Any], out_dir: Path) -> None:
     out_dir = Path(out_dir)
     atomic_write_text(out_dir / "eval.json", json.dumps(report, indent=2, default=float))
     atomic_write_text(out_dir / "eval.md", markdown_table(report))
+
+
+def evaluate_checkpoints(model: str, base: str | None, catalog_dir: Path, split: str, cfg: EvalConfig,
+                         out_dir: Path) -> dict[str, Any]:
+    """Evaluate a fine-tuned checkpoint beside its base on one split of a processed catalogue; write the report."""
+    from stylesearch.checkpoint import verify_checkpoint
+    from stylesearch.errors import CatalogError
+    from stylesearch.model import load_model
+    from stylesearch.prepare import SPLITS, load_processed
+
+    catalog = load_processed(catalog_dir)
+    if split == "all":
+        frame = catalog.frame
+    elif split in SPLITS:
+        frame = catalog.split(split)
+    else:
+        raise CatalogError(f"unknown split '{split}'; use one of {', '.join(SPLITS)} or all")
+    if frame.empty:
+        raise CatalogError(f"{catalog_dir}: the {split} split is empty")
+    manifest = verify_checkpoint(Path(model)) if Path(model).is_dir() else {}
+    base = base or manifest.get("base_model")
+    models = {}
+    if base:
+        models[f"base ({base})"] = load_model(base)
+    models[f"fine-tuned ({Path(model).name})"] = load_model(model)
+    report = evaluate(models, frame, cfg)
+    report.update({"catalog": str(catalog_dir), "catalog_sha256": catalog.manifest["catalog_sha256"], "split": split})
+    write_report(report, out_dir)
+    return report

@@ -13,6 +13,7 @@ catalogue hash, so a crashed build resumes from its completed chunks.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import platform
@@ -140,24 +141,26 @@ class EmbeddingIndex:
 
     # --- vectors ---------------------------------------------------------------------------------
 
-    def exact_store(self) -> faiss.IndexFlat | None:
-        """The exact flat store under the index (itself for flat, the graph's storage for HNSW)."""
-        if self.kind == "flat":
-            return self.faiss_index
-        if self.kind == "hnsw":
-            return faiss.downcast_index(self.faiss_index.storage)
-        return None
+    def matrix(self) -> np.ndarray:
+        """All exact vectors as one read-only (n, dim) array, without copying them.
+
+        A view of the flat store's memory (the index itself for flat, the graph's storage for HNSW),
+        or the memory-mapped embeddings.npy for ivfpq, whose own codes are lossy.
+        """
+        if self.kind == "ivfpq":
+            assert self._exact is not None, "an ivfpq index keeps its exact vectors in embeddings.npy"
+            return self._exact
+        store = self.faiss_index if self.kind == "flat" else faiss.downcast_index(self.faiss_index.storage)
+        if store.ntotal == 0:
+            return np.zeros((0, self.dim), np.float32)
+        view = faiss.rev_swig_ptr(store.get_xb(), store.ntotal * store.d).reshape(store.ntotal, store.d)
+        view.flags.writeable = False
+        return view
 
     def vectors(self, rows: Sequence[int] | np.ndarray | None = None) -> np.ndarray:
-        """Exact float32 vectors of `rows` (all rows when None)."""
-        rows_arr = np.arange(len(self), dtype=np.int64) if rows is None else np.asarray(rows, dtype=np.int64)
-        store = self.exact_store()
-        if store is not None:
-            if len(rows_arr) == 0:
-                return np.zeros((0, self.dim), np.float32)
-            return store.reconstruct_batch(rows_arr)
-        assert self._exact is not None, "an ivfpq index keeps its exact vectors in embeddings.npy"
-        return np.asarray(self._exact[rows_arr], dtype=np.float32)
+        """A float32 copy of the exact vectors of `rows` (all rows when None)."""
+        matrix = self.matrix()
+        return np.array(matrix if rows is None else matrix[np.asarray(rows, dtype=np.int64)], dtype=np.float32)
 
     # --- build, save, load -----------------------------------------------------------------------
 
@@ -350,8 +353,10 @@ def _preprocessing(encoder: Encoder) -> dict[str, Any]:
     if processor is None:
         return {"encoder": type(encoder).__name__}
     return {"encoder": type(encoder).__name__, "decode": "stylesearch.images.decode_image (RGB)",
-            "size": dict(getattr(processor, "size", {}) or {}), "crop_size": dict(getattr(processor, "crop_size", {}) or {}),
-            "mean": list(getattr(processor, "image_mean", []) or []), "std": list(getattr(processor, "image_std", []) or []),
+            "size": dict(getattr(processor, "size", {}) or {}),
+            "crop_size": dict(getattr(processor, "crop_size", {}) or {}),
+            "mean": list(getattr(processor, "image_mean", []) or []),
+            "std": list(getattr(processor, "image_std", []) or []),
             "max_text_tokens": getattr(encoder, "max_tokens", None)}
 
 
@@ -361,10 +366,8 @@ def _versions() -> dict[str, str]:
     out = {"python": platform.python_version(), "stylesearch": stylesearch.__version__, "faiss": faiss.__version__,
            "numpy": np.__version__, "pandas": pd.__version__}
     for name in ("torch", "transformers"):
-        try:
+        with contextlib.suppress(ImportError):  # both are dependencies; a version is nice to have
             out[name] = __import__(name).__version__
-        except ImportError:  # pragma: no cover - both are dependencies
-            pass
     return out
 
 

@@ -12,6 +12,7 @@ facets, the page) while the CPU encodes; `BatchingEncoder` merges queries that q
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import logging
 import math
@@ -44,6 +45,8 @@ SEARCH_THREADS = 4  # >1 so queries queue where BatchingEncoder can merge them; 
 MAX_OFFSET = 10_000  # faiss ranks offset+k rows per query; deeper paging is a scraper, not a shopper
 MAX_QUERY_STRING = 4096  # bytes; the longest legitimate query is ~512 chars plus a few filters
 MAX_FILTER_VALUES = 50  # per column
+MAX_HEADER_BYTES = 16 * 1024  # real browsers send < 8 KiB; uvicorn only caps what it buffers, not the total
+MAX_HEADERS = 100
 FORM_SLACK = 64 * 1024  # multipart headers and boundaries around the uploaded file
 MAX_OTHER_BODY = 64 * 1024  # no endpoint but the upload takes a body
 PRODUCT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")  # ids are never paths: no '/', no '..'
@@ -52,7 +55,8 @@ SEARCH_PARAMS = frozenset({"q", "k", "offset"})
 CSP = ("default-src 'self'; img-src 'self' blob: data:; style-src 'self'; script-src 'self'; "
        "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
 # FastAPI's /docs and /redoc pages load Swagger/ReDoc from a CDN with an inline bootstrap script.
-DOCS_CSP = ("default-src 'self'; img-src 'self' data: https:; style-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
+DOCS_CSP = ("default-src 'self'; img-src 'self' data: https:; "
+            "style-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
             "script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; worker-src blob:; frame-ancestors 'none'")
 SECURITY_HEADERS = [
     (b"x-content-type-options", b"nosniff"),
@@ -69,13 +73,21 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorOut, "description": why}
     for code, why in [(400, "the request cannot be answered as asked"), (404, "no such product"),
                       (413, "body or upload over the limit"), (414, "query string too long"),
+                      (431, "request headers too large"),
                       (422, "a parameter is missing or malformed")]
 }
 
 
 def create_app(searcher: Any, cfg: ServeConfig = ServeConfig(), *,
                allowed_hosts: Sequence[str] | None = None) -> FastAPI:
-    """The search API and page over an opened `Searcher` (loaded once, by the caller, before this)."""
+    """The search API and page over an opened `Searcher` (loaded once, by the caller, before this).
+
+    The searcher's encoder is wrapped in a `BatchingEncoder`, which also makes it safe to call from
+    the threadpool (a Hugging Face tokenizer must not be used by two threads at once).
+    """
+    encoder = getattr(searcher, "encoder", None)
+    if encoder is not None and not isinstance(encoder, BatchingEncoder):
+        searcher.encoder = BatchingEncoder(encoder)
     app = FastAPI(title="stylesearch", version="1", summary="Search a clothing catalogue by words or pictures.")
     columns = list(searcher.filter_columns)
     pool = _Pool(SEARCH_THREADS)
@@ -85,7 +97,7 @@ def create_app(searcher: Any, cfg: ServeConfig = ServeConfig(), *,
         {"name": col, "in": "query", "required": False, "style": "form", "explode": True,
          "schema": {"type": "array", "items": {"type": "string", "maxLength": 200}, "maxItems": MAX_FILTER_VALUES},
          "description": f"keep only products whose {col} is one of these"
-                        + (" (a year, or a range 'lo..hi')" if col == "year" else "")}
+                        + (" (a year, or a range: 2011-2013, 2011-, -2013)" if col == "year" else "")}
         for col in columns]}
 
     _install_error_handlers(app)
@@ -107,7 +119,7 @@ def create_app(searcher: Any, cfg: ServeConfig = ServeConfig(), *,
 
         def work() -> tuple[list[Any], int, str | None]:
             hits = call(filters)
-            notice = getattr(searcher, "last_notice", None) if query is not None else None
+            notice = truncation_notice(searcher, query) if query is not None else None
             return hits, searcher.count(filters or None), notice
 
         hits, total, notice = await pool.run(work)
@@ -161,8 +173,8 @@ def create_app(searcher: Any, cfg: ServeConfig = ServeConfig(), *,
         start = time.perf_counter()
         found, total = await pool.run(lambda: (searcher.facets(query=query, filters=filters or None),
                                                searcher.count(filters or None)))
-        return FacetsOut(query=query, facets={c: {str(v): int(n) for v, n in vals.items()} for c, vals in found.items()},
-                         total=total, took_ms=_ms(start))
+        counts = {c: {str(v): int(n) for v, n in values.items()} for c, values in found.items()}
+        return FacetsOut(query=query, facets=counts, total=total, took_ms=_ms(start))
 
     @app.get("/images/{product_id}", responses={**ERRORS, 200: {"content": {"image/jpeg": {}, "image/png": {}}}},
              response_class=Response, tags=["products"], summary="A product photo, by product id")
@@ -177,12 +189,12 @@ def create_app(searcher: Any, cfg: ServeConfig = ServeConfig(), *,
     @app.get("/healthz", response_model=HealthOut, tags=["service"], summary="Model and index in use")
     async def healthz() -> HealthOut:
         m = dict(getattr(searcher, "manifest", {}) or {})
-        model = m.get("model") if isinstance(m.get("model"), str) else (m.get("model") or {}).get("name")
+        model = m.get("model") if isinstance(m.get("model"), dict) else {"name": m.get("model")}
+        index = m.get("index") if isinstance(m.get("index"), dict) else {"kind": m.get("index")}
         created = m.get("created_at")
-        return HealthOut(model=model or m.get("model_name"),
-                         fingerprint=m.get("fingerprint") or m.get("model_fingerprint"),
-                         index=IndexInfo(count=m.get("count"), dim=m.get("dim"), kind=m.get("kind"),
-                                         created_at=str(created) if created is not None else None),
+        return HealthOut(model=_opt_str(model.get("name")), fingerprint=_opt_str(model.get("fingerprint")),
+                         index=IndexInfo(count=m.get("count"), dim=m.get("dim"), kind=_opt_str(index.get("kind")),
+                                         created_at=_opt_str(created)),
                          filter_columns=columns)
 
     @app.get("/", include_in_schema=False)
@@ -205,7 +217,7 @@ def create_app(searcher: Any, cfg: ServeConfig = ServeConfig(), *,
 
 def parse_filters(items: Sequence[tuple[str, str]], columns: Sequence[str],
                   reserved: frozenset[str] = SEARCH_PARAMS) -> dict[str, Any]:
-    """Query parameters to the Searcher's filters: repeated keys are alternatives, year takes 'lo..hi'."""
+    """Query parameters to the Searcher's filters: a repeated key means any of its values."""
     grouped: dict[str, list[str]] = {}
     for key, value in items:
         if key in reserved:
@@ -221,17 +233,8 @@ def parse_filters(items: Sequence[tuple[str, str]], columns: Sequence[str],
     for key, values in grouped.items():
         if len(values) > MAX_FILTER_VALUES:
             raise QueryError(f"filter '{key}' has {len(values)} values; at most {MAX_FILTER_VALUES}")
-        parsed = [_year(v) for v in values] if key == "year" else values
-        filters[key] = parsed[0] if len(parsed) == 1 else parsed
+        filters[key] = values[0] if len(values) == 1 else values  # the Searcher checks the values
     return filters
-
-
-def _year(value: str) -> int | tuple[int, int]:
-    lo, sep, hi = value.partition("..")
-    try:
-        return (int(lo), int(hi)) if sep else int(value)
-    except ValueError:
-        raise QueryError(f"year must be a year or a range like 2010..2015, not {_short(value)}") from None
 
 
 def lookup(searcher: Any, product_id: str) -> Any:
@@ -252,6 +255,19 @@ def image_of(searcher: Any, product_id: str) -> bytes:
     if not data:
         raise HTTPException(404, f"product {product_id} has no image")
     return bytes(data)
+
+
+def truncation_notice(searcher: Any, query: str) -> str | None:
+    """The Searcher's "query truncated" notice, worked out here: its `last_notice` is shared by all threads."""
+    encoder = getattr(searcher, "encoder", None)
+    limit = getattr(encoder, "max_tokens", None)
+    if limit is None or not hasattr(encoder, "token_count"):
+        return None
+    tokens = encoder.token_count(" ".join(query.split()))
+    if tokens <= limit:
+        return None
+    return (f"query is {tokens} tokens but the model reads {limit}; "
+            f"searched with the first {limit} (the rest was ignored)")
 
 
 def image_type(data: bytes) -> str:
@@ -298,6 +314,10 @@ def _hit_out(hit: Any) -> HitOut:
     score = float(_field(hit, "score", 0.0))
     return HitOut(**base.model_dump(), rank=int(_field(hit, "rank", 0)),
                   score=round(score, 3) if math.isfinite(score) else 0.0)
+
+
+def _opt_str(value: Any) -> str | None:
+    return None if value is None else str(value)
 
 
 def _ms(start: float) -> float:
@@ -382,11 +402,15 @@ class RequestGuard:
                 message = {**message, "headers": headers}
             await send(message)
 
+        headers = scope.get("headers", [])
+        if len(headers) > MAX_HEADERS or sum(len(k) + len(v) for k, v in headers) > MAX_HEADER_BYTES:
+            await _reject(scope, send_secure, 431, f"request headers are over {MAX_HEADERS} or {MAX_HEADER_BYTES} bytes")
+            return
         if len(scope.get("query_string", b"")) > MAX_QUERY_STRING:
             await _reject(scope, send_secure, 414, f"query string is over {MAX_QUERY_STRING} bytes")
             return
         limit = self.upload_limit if path == "/api/search/image" else MAX_OTHER_BODY
-        declared = dict(scope.get("headers", [])).get(b"content-length")
+        declared = dict(headers).get(b"content-length")
         if declared is not None:
             if not declared.isdigit():
                 await _reject(scope, send_secure, 400, "Content-Length is not a number")
@@ -448,10 +472,24 @@ class BatchingEncoder:
         self._queue_lock = threading.Lock()
         self._model_lock = threading.Lock()
         self._pending: list[_Job] = []
+        self._count_lock = threading.Lock()
+        self._counter: Any = None
         self.batch_sizes: Counter[int] = Counter()  # texts per encoder call, for the benchmark
 
-    def __getattr__(self, name: str) -> Any:  # token_count, name, encode_pixels, ...
+    def __getattr__(self, name: str) -> Any:  # max_tokens, name, ...
+        if name.startswith("_"):
+            raise AttributeError(name)
         return getattr(self.inner, name)
+
+    def token_count(self, text: str) -> int:
+        # Tokenizers set truncation state on the shared Rust object ("Already borrowed" if two
+        # threads do it at once), so counting uses its own copy, one thread at a time.
+        with self._count_lock:
+            if self._counter is None:
+                self._counter = copy.deepcopy(self.inner.tokenizer) if hasattr(self.inner, "tokenizer") else None
+            if self._counter is None:
+                return int(self.inner.token_count(text))
+            return len(self._counter(text, truncation=False)["input_ids"])
 
     def encode_images(self, images: Sequence[Any]) -> np.ndarray:
         with self._model_lock:

@@ -1,0 +1,174 @@
+"""`stylesearch index` and `stylesearch search`: thin commands over stylesearch.index and stylesearch.search."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.table import Table
+
+from stylesearch.cli import app, console, err_console, friendly, print_json
+from stylesearch.config import IndexConfig
+from stylesearch.errors import QueryError, StylesearchError
+from stylesearch.index import KINDS, build_index, with_kind
+from stylesearch.search import Hit, Searcher, parse_filters
+
+HELP_INTERACTIVE = """commands: :k N (results per query), :filter col=value (add; repeat for more), :filter (show),
+:clear (drop filters), :like ID, :image PATH, :help, :quit; anything else is a text query"""
+
+
+@app.command("index")
+@friendly
+def index_command(
+    catalog: Path = typer.Option(..., "--catalog", "-c", help="Processed catalogue directory (stylesearch prepare)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Index directory to write (replaced atomically)."),
+    model: str = typer.Option("openai/clip-vit-base-patch32", "--model", "-m",
+                              help="Checkpoint directory, Hub name, or 'tiny'."),
+    update: bool = typer.Option(False, "--update", help="Reuse the vectors of unchanged images in --out."),
+    kind: str = typer.Option("auto", "--kind", help=f"Index kind: {' | '.join(KINDS)} (auto: flat up to "
+                             f"{IndexConfig().exact_max:,} products, HNSW above)."),
+    batch_size: int | None = typer.Option(None, "--batch-size", min=1, help="Images per model call."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+) -> None:
+    """Embed every catalogue image into a search index."""
+    cfg = with_kind(IndexConfig(), kind=kind, batch_size=batch_size)
+    _, report = build_index(catalog, out, model=model, cfg=cfg, update=update, progress=not quiet)
+    console.print(f"[green]index written[/green] to {out}: {report.summary()}", highlight=False)
+
+
+@app.command("search")
+@friendly
+def search_command(
+    query: str | None = typer.Argument(None, help="Words to search for; leave out for an interactive prompt."),
+    index: Path = typer.Option(..., "--index", "-i", help="Index directory (stylesearch index)."),
+    k: int = typer.Option(10, "-k", "--top", min=1, max=1000, help="Number of results."),
+    filters: list[str] = typer.Option([], "--filter", "-f",
+                                      help="column=value, e.g. gender=Women, baseColour=Black,Blue, year=2011-2013."),
+    image: Path | None = typer.Option(None, "--image", help="Search by a picture instead of words."),
+    like: str | None = typer.Option(None, "--like", help="Products similar to this catalogue id."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+    model: str | None = typer.Option(None, "--model", "-m", help="Defaults to the model named in the index."),
+    offset: int = typer.Option(0, "--offset", min=0, help="Skip this many results (paging)."),
+) -> None:
+    """Search an index by words, by a picture (--image) or by a catalogue item (--like)."""
+    chosen = [x for x in (query, image, like) if x is not None]
+    if len(chosen) > 1:
+        raise QueryError("give one of: a query, --image or --like")
+    wanted = parse_filters(filters)
+    searcher = Searcher.from_index(index, model=model)
+    if not chosen:
+        _interactive(searcher, k, wanted)
+        return
+    if image is not None:
+        hits = searcher.search_image(image, k, wanted, offset)
+    elif like is not None:
+        hits = searcher.similar(like, k, wanted, offset)
+    else:
+        hits = searcher.search(str(query), k, wanted, offset)
+    _show(hits, searcher, as_json, title=str(query if query is not None else image or f"like {like}"),
+          filters=wanted, k=k)
+
+
+def _show(hits: list[Hit], searcher: Searcher, as_json: bool, *, title: str, filters: dict[str, Any], k: int) -> None:
+    if as_json:
+        payload: dict[str, Any] = {"query": title, "k": k, "filters": filters, "hits": [h.to_dict() for h in hits]}
+        if searcher.last_notice:
+            payload["notice"] = searcher.last_notice
+        print_json(payload)
+        return
+    if searcher.last_notice:
+        err_console.print(f"[yellow]notice:[/yellow] {searcher.last_notice}", highlight=False)
+    console.print(hits_table(hits, title=title))
+
+
+def hits_table(hits: list[Hit], *, title: str = "") -> Table:
+    """Rank, id, title, colour, article type, gender and CLIP score (100 x cosine)."""
+    table = Table(title=title or None, show_lines=False)
+    for name, justify in (("rank", "right"), ("id", "left"), ("title", "left"), ("colour", "left"),
+                          ("article type", "left"), ("gender", "left"), ("score", "right")):
+        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+    for hit in hits:
+        attrs = hit.attributes
+        table.add_row(str(hit.rank), hit.id, hit.title, str(attrs.get("baseColour") or ""),
+                      str(attrs.get("articleType") or ""), str(attrs.get("gender") or ""), f"{hit.score:.2f}")
+    if not hits:
+        table.caption = "no products match"
+    return table
+
+
+# --- interactive prompt --------------------------------------------------------------------------
+
+
+def _reader() -> Callable[[str], str]:
+    """prompt_toolkit with a history file when on a terminal and installed, else input() (readline)."""
+    history = Path(os.environ.get("STYLESEARCH_HISTORY", Path.home() / ".cache" / "stylesearch" / "history"))
+    if os.isatty(0) and os.isatty(1):
+        try:
+            from prompt_toolkit import PromptSession
+            from prompt_toolkit.history import FileHistory
+
+            history.parent.mkdir(parents=True, exist_ok=True)
+            return PromptSession(history=FileHistory(str(history))).prompt
+        except ImportError:
+            try:
+                import readline
+
+                history.parent.mkdir(parents=True, exist_ok=True)
+                if history.is_file():
+                    readline.read_history_file(history)
+                import atexit
+
+                atexit.register(readline.write_history_file, history)
+            except (ImportError, OSError):
+                pass
+    return input
+
+
+def _interactive(searcher: Searcher, k: int, filters: dict[str, Any]) -> None:
+    read = _reader()
+    console.print(f"searching {len(searcher)} products; {HELP_INTERACTIVE}", highlight=False)
+    while True:
+        try:
+            line = read(f"search ({k}{', ' + _describe(filters) if filters else ''})> ").strip()
+        except EOFError:
+            return
+        if not line:
+            continue
+        try:
+            command, _, rest = line.partition(" ")
+            rest = rest.strip()
+            if command in (":q", ":quit", ":exit"):
+                return
+            if command == ":help":
+                console.print(HELP_INTERACTIVE, highlight=False)
+            elif command == ":k":
+                if not rest.isdigit() or int(rest) < 1:
+                    raise QueryError(":k takes a whole number of results, e.g. :k 10")
+                k = int(rest)
+            elif command == ":filter":
+                if rest:
+                    added = parse_filters([rest])
+                    searcher.count(added)  # checks the column and value now, not at the next query
+                    filters = {**filters, **added}
+                console.print(f"filters: {_describe(filters) or 'none'} ({searcher.count(filters)} products)",
+                              highlight=False)
+            elif command == ":clear":
+                filters = {}
+                console.print("filters cleared", highlight=False)
+            elif command == ":like":
+                _show(searcher.similar(rest, k, filters), searcher, False, title=f"like {rest}", filters=filters, k=k)
+            elif command == ":image":
+                _show(searcher.search_image(rest, k, filters), searcher, False, title=rest, filters=filters, k=k)
+            elif command.startswith(":"):
+                raise QueryError(f"unknown command {command}; {HELP_INTERACTIVE}")
+            else:
+                _show(searcher.search(line, k, filters), searcher, False, title=line, filters=filters, k=k)
+        except StylesearchError as err:
+            err_console.print(f"[red]error:[/red] {err}", highlight=False)
+
+
+def _describe(filters: dict[str, Any]) -> str:
+    return ", ".join(f"{c}={v if isinstance(v, str) else ','.join(map(str, v))}" for c, v in filters.items())

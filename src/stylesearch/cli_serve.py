@@ -1,0 +1,153 @@
+"""`stylesearch serve`: load the model and index once, then run the search API and page under uvicorn.
+
+The uvicorn settings are chosen here, with their reasons, so the command, the browser test and the
+load test all run the server the same way (`server_config`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import os
+import socket
+from pathlib import Path
+from typing import Any
+
+import typer
+import uvicorn
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+from stylesearch.cli import app, console, err_console, friendly
+from stylesearch.config import ServeConfig
+from stylesearch.errors import StylesearchError
+
+HEADER_TIMEOUT = 10.0  # seconds a client gets to send its request line and headers (slowloris)
+LOOPBACK_NAMES = ["127.0.0.1", "localhost"]  # the Host headers a loopback server answers (DNS rebinding)
+
+
+class SlowClientGuard(H11Protocol):
+    """uvicorn's h11 protocol plus a deadline for each request's headers.
+
+    uvicorn times out idle keep-alive connections but not a client that trickles its headers a
+    byte at a time; without this, a few hundred such sockets hold every `limit_concurrency` slot.
+    """
+
+    header_timeout = HEADER_TIMEOUT
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm()
+
+    def handle_events(self) -> None:
+        cycle = self.cycle
+        super().handle_events()
+        if self.cycle is not cycle:  # a complete request line and headers arrived
+            self._disarm()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if not self.transport.is_closing():
+            self._arm()  # the next request on this keep-alive connection gets the same deadline
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+    def _arm(self) -> None:
+        self._disarm()
+        self._header_timer = self.loop.call_later(self.header_timeout, self._too_slow)
+
+    def _disarm(self) -> None:
+        timer = getattr(self, "_header_timer", None)
+        if timer is not None:
+            timer.cancel()
+            self._header_timer = None
+
+    def _too_slow(self) -> None:
+        self._header_timer = None
+        if not self.transport.is_closing():
+            self.transport.close()
+
+
+def server_config(app_: Any, cfg: ServeConfig, *, header_timeout: float = HEADER_TIMEOUT,
+                  log_level: str = "info", access_log: bool = True) -> uvicorn.Config:
+    """How stylesearch runs under uvicorn, and why."""
+    protocol = type("SlowClientGuard", (SlowClientGuard,), {"header_timeout": header_timeout})
+    return uvicorn.Config(
+        app_,
+        host=cfg.host,
+        port=cfg.port,
+        workers=1,  # one model per box: torch already uses every core for one forward pass
+        http=protocol,  # h11, whose incomplete-event limit caps the request line plus headers
+        h11_max_incomplete_event_size=16 * 1024,  # real browsers send < 8 KiB of headers
+        limit_concurrency=128,  # connections + in-flight requests; beyond this uvicorn answers 503
+        backlog=256,
+        timeout_keep_alive=5,  # idle keep-alive connections are closed after 5 s
+        timeout_graceful_shutdown=10,
+        server_header=False,  # no version banner for scanners
+        proxy_headers=False,  # trust X-Forwarded-* only when told to run behind a proxy
+        log_level=log_level,
+        access_log=access_log,
+        lifespan="off",  # everything is loaded before the server starts
+    )
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """Bind before loading anything slow, so a busy port fails at once and --port 0 gets a real number."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host.strip("[]"), port))
+    except OSError as err:
+        sock.close()
+        raise StylesearchError(f"cannot listen on {host}:{port}: {err.strerror or err}; "
+                               "pick another --port (0 picks a free one)") from err
+    sock.set_inheritable(True)
+    return sock
+
+
+@app.command("serve")
+@friendly
+def serve_command(
+    index: Path = typer.Option(..., "--index", "-i", help="Index directory (stylesearch index)."),
+    host: str = typer.Option(ServeConfig.host, "--host", help="Address to listen on. Keep 127.0.0.1 unless a "
+                             "TLS proxy sits in front."),
+    port: int = typer.Option(ServeConfig.port, "--port", "-p", min=0, max=65535, help="0 picks a free port."),
+    model: str | None = typer.Option(None, "--model", "-m", help="Defaults to the model named in the index."),
+    cors_origin: list[str] = typer.Option([], "--cors-origin",
+                                          help="An origin allowed to call the API from a browser (repeatable)."),
+    max_upload_mb: float = typer.Option(ServeConfig.max_upload_bytes / 2**20, "--max-upload-mb", min=0.01,
+                                        help="Largest image upload accepted."),
+    threads: int | None = typer.Option(None, "--threads", min=1, help="torch CPU threads (default: all cores)."),
+) -> None:
+    """Serve the search page and HTTP API for an index."""
+    from stylesearch.search import Searcher
+    from stylesearch.serve import create_app
+
+    if threads:
+        os.environ["STYLESEARCH_THREADS"] = str(threads)
+    cfg = ServeConfig(host=host, port=port, cors_origins=tuple(cors_origin),
+                      max_upload_bytes=int(max_upload_mb * 2**20))
+    if not is_loopback(host):
+        err_console.print(f"[yellow]warning:[/yellow] listening on {host}, not loopback: anyone who can reach "
+                          "this machine can use the API; put it behind a TLS proxy.", highlight=False)
+    sock = bind(host, port)
+    bound_port = sock.getsockname()[1]
+    console.print(f"loading the model and index from {index} ...", highlight=False)
+    searcher = Searcher.from_index(index, model=model)
+    searcher.search("warm up", k=1)  # the first forward pass allocates; do it before the first user
+    web = create_app(searcher, cfg, allowed_hosts=LOOPBACK_NAMES if host in LOOPBACK_NAMES else None)
+    shown = f"[{host}]" if ":" in host and not host.startswith("[") else host
+    console.print(f"[green]stylesearch is serving[/green] {len(searcher):,} products at "
+                  f"[bold]http://{shown}:{bound_port}/[/bold]  (API docs at /docs; Ctrl-C stops)", highlight=False)
+    uvicorn.Server(server_config(web, cfg)).run(sockets=[sock])

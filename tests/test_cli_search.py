@@ -1,0 +1,106 @@
+"""`stylesearch index` and `stylesearch search` through Typer's test runner, with the tiny model."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from stylesearch.cli import app
+from stylesearch.model import ClipEncoder, tiny_model
+from stylesearch.search import Searcher
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def index_dir(processed_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("cli") / "idx"
+    result = runner.invoke(app, ["index", "--catalog", str(processed_dir), "--out", str(out), "--model", "tiny",
+                                 "--batch-size", "32", "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert "index written" in result.output and "embedded 158" in result.output
+    return out
+
+
+@pytest.fixture(scope="module")
+def searcher(index_dir: Path) -> Searcher:
+    return Searcher.from_index(index_dir, ClipEncoder(tiny_model(seed=0)))
+
+
+def search(*args: str, input: str | None = None):
+    return runner.invoke(app, ["search", *args], input=input)
+
+
+def test_search_prints_a_table_of_hits(index_dir: Path, searcher: Searcher):
+    result = search("black watch", "--index", str(index_dir), "-k", "5")
+    assert result.exit_code == 0, result.output
+    for header in ("rank", "id", "title", "colour", "type", "gender", "score"):
+        assert header in result.output
+    hits = searcher.search("black watch", k=5)
+    lines = [line for line in result.output.splitlines() if any(f" {h.id} " in line for h in hits)]
+    assert len(lines) == 5
+    for hit, line in zip(hits, lines, strict=True):
+        assert line.split("│")[1].strip() == str(hit.rank) and hit.id in line and f"{hit.score:.2f}" in line
+        assert str(hit.attributes["articleType"]) in line and str(hit.attributes["gender"]) in line
+
+
+def test_search_json_is_machine_readable(index_dir: Path, searcher: Searcher):
+    result = search("red shirt", "--index", str(index_dir), "-k", "3", "--json", "--filter", "gender=Men")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert data["query"] == "red shirt" and data["k"] == 3 and data["filters"] == {"gender": "Men"}
+    assert data["hits"] == [h.to_dict() for h in searcher.search("red shirt", k=3, filters={"gender": "Men"})]
+    assert all(h["attributes"]["gender"] == "Men" for h in data["hits"])
+
+
+def test_like_and_image_search(index_dir: Path, searcher: Searcher, tmp_path: Path):
+    pid = searcher.index.products["id"].iloc[3]
+    result = search("--like", pid, "--index", str(index_dir), "-k", "4", "--json")
+    assert result.exit_code == 0, result.output
+    ids = [h["id"] for h in json.loads(result.output)["hits"]]
+    assert ids == [h.id for h in searcher.similar(pid, k=4)] and pid not in ids
+
+    picture = tmp_path / "query.jpg"
+    picture.write_bytes(searcher.image_bytes(pid))
+    result = search("--image", str(picture), "--index", str(index_dir), "-k", "4", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["hits"][0]["id"] == pid  # its own picture is its nearest neighbour
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["red", "--filter", "colour=Red"], "unknown filter column 'colour'"),
+    (["red", "--filter", "baseColour=Purple"], "unknown value 'Purple'"),
+    (["   "], "empty query"),
+    (["red", "--like", "10001"], "give one of"),
+    (["--like", "nope"], "unknown product id"),
+])
+def test_search_errors_exit_2_with_a_message(index_dir: Path, args: list[str], message: str):
+    result = search(*args, "--index", str(index_dir))
+    assert result.exit_code == 2
+    assert message in " ".join(result.output.split())
+
+
+def test_a_missing_index_is_a_clear_error(tmp_path: Path):
+    result = search("red", "--index", str(tmp_path))
+    assert result.exit_code == 2 and "not a search index" in " ".join(result.output.split())
+
+
+def test_index_update_reuses_every_unchanged_vector(index_dir: Path, processed_dir: Path):
+    result = runner.invoke(app, ["index", "--catalog", str(processed_dir), "--out", str(index_dir), "--model", "tiny",
+                                 "--update", "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert "embedded 0, reused 158" in " ".join(result.output.split())
+
+
+def test_interactive_prompt_takes_commands_and_queries(index_dir: Path, searcher: Searcher):
+    script = ":k 2\n:filter gender=Men\nred shirt\n:filter nope=1\n:clear\n:k x\nblue\n:quit\n"
+    result = search("--index", str(index_dir), input=script)
+    assert result.exit_code == 0, result.output
+    men = searcher.search("red shirt", k=2, filters={"gender": "Men"})
+    assert all(h.id in result.output for h in men)
+    assert "filters: gender=Men" in result.output and "unknown filter column 'nope'" in result.output
+    assert "filters cleared" in result.output and ":k takes a whole number" in " ".join(result.output.split())
+    assert all(h.id in result.output for h in searcher.search("blue", k=2))

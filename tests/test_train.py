@@ -1,0 +1,78 @@
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import stylesearch.train as train_module
+from stylesearch.config import TrainConfig
+from stylesearch.prepare import load_processed
+from stylesearch.train import epoch_batches, train, val_loss, validation_recall
+
+FAST = TrainConfig(base_model="tiny", lr=1e-3, weight_decay=0.1, batch_size=16, epochs=2, warmup_steps=3,
+                   patience=5, save_every_steps=4)
+
+
+def test_short_training_lowers_val_loss_and_raises_recall(processed_dir, tmp_path, tiny):
+    catalog = load_processed(processed_dir)
+    val = catalog.split("val")
+    before_loss, before = val_loss(tiny, val, 16), validation_recall(tiny, val)
+    result = train(catalog, FAST, tmp_path / "run")
+    from stylesearch.model import load_model
+
+    best = load_model(str(tmp_path / "run" / "best"))
+    assert val_loss(best, val, 16) < before_loss
+    assert validation_recall(best, val)["R@10"] > before["R@10"]
+    assert result.stopped == "epochs" and result.steps > 0
+    for name in ("history.json", "history.png", "best/model.safetensors", "best/config.json",
+                 "best/train_config.json", "last/training_state.pt", "last/checkpoint.json"):
+        assert (tmp_path / "run" / name).is_file(), name
+
+
+def test_resume_after_interruption_continues_from_the_saved_step(processed_dir, tmp_path, monkeypatch):
+    catalog = load_processed(processed_dir)
+    full = train(catalog, FAST, tmp_path / "full")
+
+    real_lr_at = train_module.lr_at
+    def interrupt_at_step_6(step, **kw):
+        if step == 6:
+            raise KeyboardInterrupt
+        return real_lr_at(step, **kw)
+
+    monkeypatch.setattr(train_module, "lr_at", interrupt_at_step_6)
+    cut = train(catalog, FAST, tmp_path / "cut")
+    assert cut.stopped == "interrupted" and cut.steps == 6
+    state = torch.load(tmp_path / "cut" / "last" / "training_state.pt", weights_only=True)
+    assert state["step"] == 6
+
+    monkeypatch.setattr(train_module, "lr_at", real_lr_at)
+    resumed = train(catalog, FAST, tmp_path / "cut", resume=True)
+    assert resumed.steps == full.steps
+    a = load_file(tmp_path / "full" / "last" / "model.safetensors")
+    b = load_file(tmp_path / "cut" / "last" / "model.safetensors")
+    assert all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)
+    hist = json.loads((tmp_path / "cut" / "history.json").read_text())
+    assert [s["step"] for s in hist["steps"]] == list(range(1, full.steps + 1))
+
+
+def test_epoch_batches_are_a_pure_function_of_seed_and_epoch():
+    assert epoch_batches(50, 16, 0, 1) == epoch_batches(50, 16, 0, 1)
+    assert epoch_batches(50, 16, 0, 1) != epoch_batches(50, 16, 0, 2)
+    assert sorted(i for b in epoch_batches(50, 16, 0, 0) for i in b) == list(range(50))
+
+
+def test_freezing_layers_keeps_them_unchanged(processed_dir, tmp_path, tiny):
+    from dataclasses import replace
+
+    before = {k: v.clone() for k, v in tiny.model.vision_model.encoder.layers[0].state_dict().items()}
+    train(load_processed(processed_dir), replace(FAST, epochs=1, freeze_vision_layers=1), tmp_path / "f", loaded=tiny)
+    after = tiny.model.vision_model.encoder.layers[0].state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+@pytest.mark.parametrize("hue", [False, True])
+def test_colour_jitter_only_when_asked(hue):
+    from stylesearch.pairs import train_transform
+
+    jitter = [t for t in train_transform(64, hue_jitter=hue).transforms if type(t).__name__ == "ColorJitter"][0]
+    assert (jitter.hue is not None) == hue
