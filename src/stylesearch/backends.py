@@ -23,6 +23,7 @@ import json
 import logging
 import os
 import threading
+import warnings
 from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
@@ -162,12 +163,14 @@ def _export_towers(loaded: LoadedModel, out: Path) -> None:
     seq = Dim("seq", min=2, max=int(model.config.text_config.max_position_embeddings))
     size = int(model.config.vision_config.image_size)
     pixels = torch.zeros((2, 3, size, size), device=device)  # batch 2: size 1 would be specialised away
-    with torch.inference_mode(False), torch.no_grad():
-        torch.onnx.export(_TextTower(model), (tokens["input_ids"], tokens["attention_mask"]), str(out / TEXT),
+    with torch.no_grad(), warnings.catch_warnings():
+        # Both towers share the batch Dim, and the exporter warns that it keeps only one of the names.
+        warnings.filterwarnings("ignore", message=".*axis name.*will not be used")
+        torch.onnx.export(_TextTower(model).eval(), (tokens["input_ids"], tokens["attention_mask"]), str(out / TEXT),
                           input_names=["input_ids", "attention_mask"], output_names=["text_embeds"],
                           dynamic_shapes={"input_ids": {0: batch, 1: seq}, "attention_mask": {0: batch, 1: seq}},
                           opset_version=OPSET, dynamo=True, external_data=False, verbose=False)
-        torch.onnx.export(_ImageTower(model), (pixels,), str(out / IMAGE), input_names=["pixel_values"],
+        torch.onnx.export(_ImageTower(model).eval(), (pixels,), str(out / IMAGE), input_names=["pixel_values"],
                           output_names=["image_embeds"], dynamic_shapes={"pixel_values": {0: batch}},
                           opset_version=OPSET, dynamo=True, external_data=False, verbose=False)
 
@@ -178,7 +181,7 @@ def quantise(source: Path, target: Path) -> None:
 
     # Signed int8 weights with uint8 activations use VNNI where the CPU has it; on AVX2-only CPUs the
     # same kernels can saturate, which the parity tests would catch as a cosine drop.
-    logging.disable(logging.INFO)  # the quantiser logs every tensor it skips on the root logger
+    logging.disable(logging.WARNING)  # the quantiser logs every tensor it skips, on the root logger
     try:
         quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8, per_channel=True,
                          op_types_to_quantize=list(INT8_OPS))

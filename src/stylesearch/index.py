@@ -7,8 +7,8 @@ Index directory (written atomically, in `<dir>.tmp-<pid>` then swapped in):
   embeddings.npy    exact float32 vectors, only for `ivfpq` (its own codes are lossy)
   manifest.json     model, catalogue, dimension, count, kind, preprocessing, versions, config, file hashes
 
-Embedding runs in chunks saved under `<dir>.work/<key>/`, keyed by the model fingerprint and the
-catalogue hash, so a crashed build resumes from its completed chunks.
+Embedding runs in chunks saved under `<dir>.work/<key>/` (stylesearch.embedding), keyed by the model
+fingerprint and the catalogue hash, so a crashed build resumes from its completed chunks.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import logging
 import platform
 import shutil
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -28,12 +28,11 @@ from typing import Any
 import faiss
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
 
 from stylesearch.config import KAGGLE_ATTRIBUTES, IndexConfig, to_dict
+from stylesearch.embedding import embed_chunks, remove_if_empty, work_dir
 from stylesearch.errors import IntegrityError, ManifestMismatchError, StylesearchError
-from stylesearch.files import atomic_dir, atomic_path, atomic_write_text, sha256_bytes, sha256_file
-from stylesearch.images import decode_image
+from stylesearch.files import atomic_dir, atomic_write_text, sha256_bytes, sha256_file
 from stylesearch.model import Encoder
 from stylesearch.prepare import ProcessedCatalog, load_processed
 
@@ -99,13 +98,15 @@ def make_faiss(vectors: np.ndarray, kind: str, cfg: IndexConfig) -> faiss.Index:
         index.hnsw.efConstruction = cfg.hnsw_ef_construction
         index.hnsw.efSearch = cfg.hnsw_ef_search
     elif kind == "ivfpq":
-        # ~4 sqrt(n) lists is FAISS's rule of thumb; never more than training rows allow (39 per list).
-        nlist = max(1, min(int(4 * np.sqrt(max(n, 1))), n // 39 or 1))
+        # sqrt(n) lists keeps k-means affordable on 2 cores (4 sqrt(n) costs 16x more to train and add);
+        # at least 39 training rows per list, as FAISS asks.
+        nlist = max(1, min(int(np.sqrt(max(n, 1))), n // 39 or 1))
         m = next(m for m in (64, 32, 16, 8, 4, 2, 1) if dim % m == 0 and m <= dim)
         quantizer = faiss.IndexFlatIP(dim)
         index = faiss.IndexIVFPQ(quantizer, dim, nlist, m, 8 if n >= 256 * 39 else 4, faiss.METRIC_INNER_PRODUCT)
-        index.cp.seed = 1234  # training is deterministic, so an update equals a rebuild
-        index.train(vectors)
+        index.cp.seed = 1234  # seeded k-means on a seeded sample: an update equals a rebuild
+        sample = np.random.default_rng(0).permutation(n)[: 64 * nlist] if n > 64 * nlist else slice(None)
+        index.train(np.ascontiguousarray(vectors[sample]))
         index.nprobe = min(cfg.ivf_nprobe, nlist)
     else:
         raise StylesearchError(f"unknown index kind {kind!r}")
@@ -188,8 +189,8 @@ class EmbeddingIndex:
             if sha not in known:
                 first_row.setdefault(sha, row)
         todo = list(first_row.items())
-        work = _work_dir(out, encoder.fingerprint, catalog.manifest["catalog_sha256"], [s for s, _ in todo])
-        fresh, from_chunks = _embed_chunks(frame, [i for _, i in todo], encoder, cfg, work, progress)
+        work = work_dir(out, encoder.fingerprint, catalog.manifest["catalog_sha256"], [s for s, _ in todo])
+        fresh, from_chunks = embed_chunks(frame, [i for _, i in todo], encoder, cfg, work, progress)
         known.update(zip([s for s, _ in todo], fresh, strict=True))
         vectors = np.stack([known[s] for s in shas]).astype(np.float32) if shas \
             else np.zeros((0, encoder.dim), np.float32)
@@ -207,7 +208,7 @@ class EmbeddingIndex:
             index.save(Path(out), images=images)
         if work is not None:
             shutil.rmtree(work, ignore_errors=True)
-            _remove_if_empty(work.parent)
+            remove_if_empty(work.parent)
         report = IndexReport(count=len(frame), kind=kind, embedded=len(todo) - from_chunks,
                              reused=len(frame) - len(todo) + from_chunks, seconds=time.perf_counter() - started)
         if previous is not None:
@@ -369,59 +370,6 @@ def _versions() -> dict[str, str]:
         with contextlib.suppress(ImportError):  # both are dependencies; a version is nice to have
             out[name] = __import__(name).__version__
     return out
-
-
-def _work_dir(out: Path | str | None, fingerprint: str, catalog_sha: str, todo: list[str]) -> Path | None:
-    if out is None or not todo:
-        return None
-    out = Path(out)
-    job = sha256_bytes("\n".join([fingerprint, catalog_sha, *todo]).encode())[:16]
-    return out.with_name(f"{out.name}.work") / f"{fingerprint}-{str(catalog_sha)[:16]}-{job}"
-
-
-def _remove_if_empty(path: Path) -> None:
-    if path.is_dir() and not any(path.iterdir()):
-        path.rmdir()
-
-
-def _embed_chunks(frame: pd.DataFrame, rows: list[int], encoder: Encoder, cfg: IndexConfig,
-                  work: Path | None, progress: bool) -> tuple[np.ndarray, int]:
-    """Embed the images of `rows` in chunks; completed chunks found in `work` are loaded, not recomputed."""
-    if not rows:
-        return np.zeros((0, encoder.dim), np.float32), 0
-    if work is not None:
-        work.mkdir(parents=True, exist_ok=True)
-    parts, resumed = [], 0
-    with tqdm(total=len(rows), desc="embedding images", unit="img", disable=not progress) as bar:
-        for number, start in enumerate(range(0, len(rows), cfg.chunk_size)):
-            chunk = rows[start : start + cfg.chunk_size]
-            file = work / f"chunk-{number:05d}.npy" if work is not None else None
-            if file is not None and file.is_file():
-                vectors = np.load(file)
-                if vectors.shape == (len(chunk), encoder.dim):
-                    parts.append(vectors)
-                    resumed += len(chunk)
-                    bar.update(len(chunk))
-                    continue
-            vectors = _embed_rows(frame, chunk, encoder, cfg.batch_size, bar.update)
-            if file is not None:
-                with atomic_path(file) as tmp, open(tmp, "wb") as fh:
-                    np.save(fh, vectors)
-            parts.append(vectors)
-    return np.concatenate(parts).astype(np.float32), resumed
-
-
-def _embed_rows(frame: pd.DataFrame, rows: list[int], encoder: Encoder, batch_size: int,
-                advance: Callable[[int], Any]) -> np.ndarray:
-    out = []
-    for start in range(0, len(rows), batch_size):
-        batch = rows[start : start + batch_size]
-        images = [decode_image(bytes(frame.at[i, "image"]), where=f"id {frame.at[i, 'id']}") for i in batch]
-        out.append(np.asarray(encoder.encode_images(images), dtype=np.float32))
-        advance(len(batch))
-    vectors = np.concatenate(out)
-    # The Encoder contract promises unit rows; normalise anyway so inner product stays cosine.
-    return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
 
 
 def _diff(old: pd.DataFrame, new: pd.DataFrame) -> tuple[list[str], list[str], list[str]]:

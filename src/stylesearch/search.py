@@ -95,6 +95,15 @@ class Searcher:
         """Products whose images best match the words of `query`."""
         return self._ranked(self.encode_query(query), k, filters, offset)
 
+    def search_vector(self, vector: np.ndarray, k: int = 10, filters: Filters | None = None,
+                      offset: int = 0) -> list[Hit]:
+        """Products nearest to an embedding already made with this index's model (L2-normalised)."""
+        self.last_notice = None
+        vector = np.asarray(vector, np.float32).reshape(-1)
+        if vector.shape[0] != self.index.dim:
+            raise QueryError(f"a {vector.shape[0]}-d vector cannot search a {self.index.dim}-d index")
+        return self._ranked(vector, k, filters, offset)
+
     def search_image(self, image: ImageInput, k: int = 10, filters: Filters | None = None,
                      offset: int = 0) -> list[Hit]:
         """Products whose images look most like `image` (a PIL image, JPEG/PNG bytes or a file path)."""
@@ -219,11 +228,13 @@ class Searcher:
             rows = np.arange(len(self)) if rows is None else rows
             rows = rows[rows != exclude]
         if rows is None and self.index.kind != "flat":
-            # Approximate kinds answer unfiltered queries from their graph or lists.
-            scores, found = self.index.faiss_index.search(query[None, :], min(k, len(self)))
-            keep = found[0] >= 0
-            scores, found = scores[0][keep], found[0][keep]
-            order = np.lexsort((found, -scores))
+            # Approximate kinds answer unfiltered queries from their graph or lists. PQ scores are
+            # coarse, so ivfpq fetches extra candidates and re-scores them with the exact vectors.
+            fetch = min(len(self), k if self.index.kind == "hnsw" else max(4 * k, 50))
+            scores, found = self.index.faiss_index.search(query[None, :], fetch)
+            found = found[0][found[0] >= 0]
+            scores = self.index.matrix()[found] @ query if self.index.kind == "ivfpq" else scores[0][: len(found)]
+            order = np.lexsort((found, -scores))[:k]
             return scores[order], found[order]
         # Exact: score every row that passes the filters (one matrix-vector product), then take the top k.
         matrix = self.index.matrix()

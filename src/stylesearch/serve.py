@@ -41,6 +41,7 @@ from stylesearch.images import decode_image
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
+MAX_BATCH = 16  # queries per text forward pass; see docs/serve.md for the measurement
 SEARCH_THREADS = 4  # >1 so queries queue where BatchingEncoder can merge them; torch uses the cores
 MAX_OFFSET = 10_000  # faiss ranks offset+k rows per query; deeper paging is a scraper, not a shopper
 MAX_QUERY_STRING = 4096  # bytes; the longest legitimate query is ~512 chars plus a few filters
@@ -79,18 +80,20 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 
 
 def create_app(searcher: Any, cfg: ServeConfig = ServeConfig(), *,
-               allowed_hosts: Sequence[str] | None = None) -> FastAPI:
+               allowed_hosts: Sequence[str] | None = None, max_batch: int = MAX_BATCH,
+               search_threads: int = SEARCH_THREADS) -> FastAPI:
     """The search API and page over an opened `Searcher` (loaded once, by the caller, before this).
 
     The searcher's encoder is wrapped in a `BatchingEncoder`, which also makes it safe to call from
-    the threadpool (a Hugging Face tokenizer must not be used by two threads at once).
+    the threadpool (a Hugging Face tokenizer must not be used by two threads at once);
+    `max_batch=1` turns batching off. `allowed_hosts` limits the Host headers answered.
     """
     encoder = getattr(searcher, "encoder", None)
     if encoder is not None and not isinstance(encoder, BatchingEncoder):
-        searcher.encoder = BatchingEncoder(encoder)
+        searcher.encoder = BatchingEncoder(encoder, max_batch=max_batch)
     app = FastAPI(title="stylesearch", version="1", summary="Search a clothing catalogue by words or pictures.")
     columns = list(searcher.filter_columns)
-    pool = _Pool(SEARCH_THREADS)
+    pool = _Pool(search_threads)
     assets = {name: (resources.files("stylesearch").joinpath("static", name).read_bytes(), kind)
               for name, kind in {**ASSETS, "index.html": "text/html; charset=utf-8"}.items()}
     filter_docs = {"parameters": [
@@ -404,7 +407,7 @@ class RequestGuard:
 
         headers = scope.get("headers", [])
         if len(headers) > MAX_HEADERS or sum(len(k) + len(v) for k, v in headers) > MAX_HEADER_BYTES:
-            await _reject(scope, send_secure, 431, f"request headers are over {MAX_HEADERS} or {MAX_HEADER_BYTES} bytes")
+            await _reject(scope, send_secure, 431, "request headers are too many or too large")
             return
         if len(scope.get("query_string", b"")) > MAX_QUERY_STRING:
             await _reject(scope, send_secure, 414, f"query string is over {MAX_QUERY_STRING} bytes")
@@ -464,7 +467,7 @@ class BatchingEncoder:
     together by the next caller to get the model. So a lone query waits for nothing.
     """
 
-    def __init__(self, inner: Any, max_batch: int = 32):
+    def __init__(self, inner: Any, max_batch: int = MAX_BATCH):
         self.inner = inner
         self.dim = inner.dim
         self.fingerprint = inner.fingerprint

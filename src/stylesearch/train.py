@@ -17,12 +17,14 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from stylesearch import distributed
 from stylesearch.checkpoint import STATE_FILE, load_training_state, save_checkpoint
 from stylesearch.config import TrainConfig, to_dict
 from stylesearch.evaluate import embed, title_retrieval
 from stylesearch.files import atomic_path, atomic_write_text
 from stylesearch.losses import MAX_LOGIT_SCALE, contrastive_loss, lr_at, same_item_mask
-from stylesearch.model import ClipEncoder, LoadedModel, default_device, load_model
+from stylesearch.distributed import gather, gather_with_grad, shard, shard_sizes
+from stylesearch.model import ClipEncoder, LoadedModel, load_model
 from stylesearch.pairs import PairCollator, ProductPairs, train_transform
 from stylesearch.prepare import ProcessedCatalog
 
@@ -56,11 +58,41 @@ def freeze_layers(loaded: LoadedModel, vision: int, text: int) -> None:
                 p.requires_grad = False
 
 
-def epoch_batches(n: int, batch_size: int, seed: int, epoch: int) -> list[list[int]]:
-    """The epoch's shuffled batches, a pure function of (seed, epoch) so --resume can skip exactly."""
+def epoch_batches(n: int, batch_size: int, seed: int, epoch: int, world: int = 1) -> list[list[int]]:
+    """The epoch's shuffled global batches, a pure function of (seed, epoch) so --resume can skip exactly.
+
+    Under torchrun every rank computes the same list and takes its slice of each batch (`shard`).
+    """
     order = np.random.default_rng([seed, epoch]).permutation(n)
     batches = [order[i:i + batch_size].tolist() for i in range(0, n, batch_size)]
-    return [b for b in batches if len(b) > 1]  # a batch of one has no negatives
+    # A batch of one has no negatives; under torchrun every rank needs at least one row.
+    return [b for b in batches if len(b) >= max(2, world)]
+
+
+class PairEncoder(torch.nn.Module):
+    """Both CLIP towers in one `forward`: DDP synchronises gradients only for what runs through `forward`."""
+
+    def __init__(self, model: torch.nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, pixel_values: torch.Tensor, input_ids: torch.Tensor,
+                attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        image = self.model.get_image_features(pixel_values=pixel_values)
+        text = self.model.get_text_features(input_ids=input_ids, attention_mask=attention_mask)
+        normalize = torch.nn.functional.normalize
+        return normalize(_pooled(image).float(), dim=-1), normalize(_pooled(text).float(), dim=-1)
+
+
+def global_loss(image: torch.Tensor, text: torch.Tensor, groups: torch.Tensor, logit_scale: torch.Tensor,
+                sizes: list[int]) -> torch.Tensor:
+    """The contrastive loss over the global batch, from this rank's rows (`sizes`: rows per rank).
+
+    Every rank's embeddings are gathered with gradients, so each row meets every negative in the
+    global batch and duplicates are positives across ranks, exactly as in one process.
+    """
+    image, text = gather_with_grad(image, sizes), gather_with_grad(text, sizes)
+    return contrastive_loss(image, text, logit_scale, same_item_mask(gather(groups, sizes)))
 
 
 def validation_recall(loaded: LoadedModel, frame: pd.DataFrame) -> dict[str, float]:
@@ -117,9 +149,10 @@ def train(catalog: ProcessedCatalog, cfg: TrainConfig, out_dir: Path, *, resume:
     """Fine-tune `cfg.base_model` on the train split; keep `best` (by val recall@10) and `last`."""
     out_dir = Path(out_dir)
     seed_everything(cfg.seed)
-    device = default_device()
+    where = distributed.setup()  # one process, or this rank of a torchrun job
+    device, main, world = where.device, where.is_main, where.world
     state: dict[str, Any] | None = None
-    if resume and (out_dir / "last" / STATE_FILE).is_file():
+    if resume and (out_dir / "last" / STATE_FILE).is_file():  # every rank resumes from the same `last`
         loaded = load_model(str(out_dir / "last"))
         state = load_training_state(out_dir / "last")
     loaded = loaded or load_model(cfg.base_model, seed=cfg.seed)
@@ -132,7 +165,7 @@ def train(catalog: ProcessedCatalog, cfg: TrainConfig, out_dir: Path, *, resume:
     size = int(model.config.vision_config.image_size)
     dataset = ProductPairs(train_frame, train_transform(size, hue_jitter=cfg.hue_jitter))
     collate = PairCollator(loaded.processor.tokenizer, int(model.config.text_config.max_position_embeddings))
-    steps_per_epoch = len(epoch_batches(len(dataset), cfg.batch_size, cfg.seed, 0))
+    steps_per_epoch = len(epoch_batches(len(dataset), cfg.batch_size, cfg.seed, 0, world))
     total_steps = max(1, steps_per_epoch * cfg.epochs)
 
     params = [p for p in model.parameters() if p.requires_grad]
@@ -140,6 +173,10 @@ def train(catalog: ProcessedCatalog, cfg: TrainConfig, out_dir: Path, *, resume:
     no_decay = [p for p in params if p.ndim < 2]  # biases, norms and the temperature: no weight decay
     optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
                                    {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.98), eps=1e-6)
+    pair: torch.nn.Module = PairEncoder(model)
+    if world > 1:  # broadcasts rank 0's weights, then averages gradients across ranks in backward
+        pair = torch.nn.parallel.DistributedDataParallel(pair, device_ids=[device.index] if device.index is not None
+                                                         else None)
     use_amp = cfg.amp and device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
 
@@ -156,35 +193,34 @@ def train(catalog: ProcessedCatalog, cfg: TrainConfig, out_dir: Path, *, resume:
                 "best": best, "bad_epochs": bad_epochs, "history": json.dumps(history)}
 
     def save_last(epoch: int, batch_in_epoch: int) -> None:
-        save_checkpoint(loaded, out_dir / "last", cfg, info={"step": step, "epoch": epoch},
-                        state=snapshot(epoch, batch_in_epoch))
+        if main:  # rank 0 alone writes; every rank holds the same weights
+            save_checkpoint(loaded, out_dir / "last", cfg, info={"step": step, "epoch": epoch},
+                            state=snapshot(epoch, batch_in_epoch))
 
     started = time.monotonic()
     stopped = "epochs"
     epoch, pos = start_epoch, skip
     try:
         for epoch in range(start_epoch, cfg.epochs):
-            batches = epoch_batches(len(dataset), cfg.batch_size, cfg.seed, epoch)
+            batches = epoch_batches(len(dataset), cfg.batch_size, cfg.seed, epoch, world)
             first = skip if epoch == start_epoch else 0
             model.train()
             pos = first
             bar = tqdm(total=len(batches), initial=first, desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch",
-                       leave=False)
-            for b, batch in iter_batches(dataset, collate, batches, first, cfg, epoch):
+                       leave=False, disable=not main)
+            for b, batch in iter_batches(dataset, collate, batches, first, cfg, epoch, where.rank, world):
                 tick = time.monotonic()
                 # 1. schedule
                 lr = lr_at(step, base_lr=cfg.lr, warmup=cfg.warmup_steps, total=total_steps)
                 for group in optimizer.param_groups:
                     group["lr"] = lr
-                # 2. forward
+                # 2. forward: this rank's share of the global batch (all of it in one process)
                 with torch.autocast(device.type, enabled=use_amp):
-                    image = model.get_image_features(pixel_values=batch["pixel_values"].to(device))
-                    text = model.get_text_features(input_ids=batch["input_ids"].to(device),
-                                                   attention_mask=batch["attention_mask"].to(device))
-                image = torch.nn.functional.normalize(_pooled(image).float(), dim=-1)
-                text = torch.nn.functional.normalize(_pooled(text).float(), dim=-1)
-                # 3. loss: rows sharing a title or image are positives, not negatives
-                loss = contrastive_loss(image, text, model.logit_scale, same_item_mask(batch["groups"].to(device)))
+                    image, text = pair(batch["pixel_values"].to(device), batch["input_ids"].to(device),
+                                       batch["attention_mask"].to(device))
+                # 3. loss over the global batch: rows sharing a title or image are positives, not negatives
+                loss = global_loss(image, text, batch["groups"].to(device), model.logit_scale,
+                                   shard_sizes(len(batches[b]), world))
                 # 4. backward
                 optimizer.zero_grad(set_to_none=True)
                 scaler.scale(loss).backward()
@@ -207,23 +243,26 @@ def train(catalog: ProcessedCatalog, cfg: TrainConfig, out_dir: Path, *, resume:
                 bar.set_postfix(loss=f"{loss.item():.3f}", sps=f"{rate:.0f}")
                 if cfg.save_every_steps and step % cfg.save_every_steps == 0:
                     save_last(epoch, pos)
-                if cfg.max_minutes is not None and time.monotonic() - started > cfg.max_minutes * 60:
+                if cfg.max_minutes is not None and distributed.broadcast(  # rank 0's clock decides for all
+                        time.monotonic() - started > cfg.max_minutes * 60):
                     stopped = "time budget"
                     break
             bar.close()
-            # 9. evaluate on validation, 10. checkpoint
-            metrics = validation_recall(loaded, val_frame)
-            metrics["val_loss"] = val_loss(loaded, val_frame, cfg.batch_size)
+            # 9. evaluate on validation (rank 0; every rank gets its numbers so all stop together), 10. checkpoint
+            metrics = distributed.broadcast(epoch_metrics(loaded, val_frame, cfg.batch_size) if main else None)
             history["epochs"].append({"epoch": epoch + 1, "step": step, **metrics})
-            tqdm.write(f"epoch {epoch + 1}: val loss {metrics['val_loss']:.4f}  R@1 {metrics['R@1']:.3f}  "
-                       f"R@10 {metrics['R@10']:.3f}")
+            if main:
+                tqdm.write(f"epoch {epoch + 1}: val loss {metrics['val_loss']:.4f}  R@1 {metrics['R@1']:.3f}  "
+                           f"R@10 {metrics['R@10']:.3f}")
             if metrics["R@10"] > best:
                 best, bad_epochs = metrics["R@10"], 0
-                save_checkpoint(loaded, out_dir / "best", cfg, info={"step": step, "epoch": epoch + 1, **metrics})
+                if main:
+                    save_checkpoint(loaded, out_dir / "best", cfg, info={"step": step, "epoch": epoch + 1, **metrics})
             else:
                 bad_epochs += 1
             save_last(epoch + 1, 0)
-            write_history(history, out_dir)
+            if main:
+                write_history(history, out_dir)
             if stopped == "time budget":
                 break
             if bad_epochs >= cfg.patience:
@@ -232,24 +271,42 @@ def train(catalog: ProcessedCatalog, cfg: TrainConfig, out_dir: Path, *, resume:
     except KeyboardInterrupt:
         # Ctrl-C: keep what was learned in a resumable `last`, then let the caller exit cleanly.
         save_last(epoch, pos)
-        write_history(history, out_dir)
+        if main:
+            write_history(history, out_dir)
         stopped = "interrupted"
-    atomic_write_text(out_dir / "train_config.json", json.dumps(to_dict(cfg), indent=2))
+    if main:
+        atomic_write_text(out_dir / "train_config.json", json.dumps(to_dict(cfg), indent=2))
+    distributed.barrier()  # no rank returns before rank 0 has written everything
+    distributed.cleanup(where)
     return TrainResult(out_dir=out_dir, best_metric=best, steps=step, epochs_done=len(history["epochs"]),
                        stopped=stopped, history=history)
 
 
+def epoch_metrics(loaded: LoadedModel, frame: pd.DataFrame, batch_size: int) -> dict[str, float]:
+    return {**validation_recall(loaded, frame), "val_loss": val_loss(loaded, frame, batch_size)}
+
+
 def iter_batches(dataset: ProductPairs, collate: PairCollator, batches: list[list[int]], first: int,
-                 cfg: TrainConfig, epoch: int) -> Iterator[tuple[int, dict[str, torch.Tensor]]]:
-    """Yield (batch number, batch) from `first` on; decode in worker processes when asked."""
+                 cfg: TrainConfig, epoch: int, rank: int = 0,
+                 world: int = 1) -> Iterator[tuple[int, dict[str, torch.Tensor]]]:
+    """Yield (batch number, this rank's share of the batch) from `first` on; decode in worker processes when asked."""
     if cfg.num_workers == 0:
         for b in range(first, len(batches)):
-            # Augmentation draws from torch's RNG: seeding per batch makes --resume replay it exactly.
-            torch.manual_seed(cfg.seed * 1_000_003 + epoch * 100_003 + b)
-            yield b, collate([dataset[i] for i in batches[b]])
+            items = []
+            for k in shard(list(range(len(batches[b]))), rank, world):
+                # Augmentation draws from torch's RNG: a seed per (epoch, batch, position) replays it exactly
+                # on --resume, and gives each rank the pixels one process would have drawn for its rows.
+                torch.manual_seed(augmentation_seed(cfg.seed, epoch, b, k))
+                items.append(dataset[batches[b][k]])
+            yield b, collate(items)
         return
-    loader = DataLoader(dataset, batch_sampler=batches[first:], collate_fn=collate, num_workers=cfg.num_workers)
+    local = [shard(batch, rank, world) for batch in batches[first:]]
+    loader = DataLoader(dataset, batch_sampler=local, collate_fn=collate, num_workers=cfg.num_workers)
     yield from enumerate(loader, start=first)
+
+
+def augmentation_seed(seed: int, epoch: int, batch: int, position: int) -> int:
+    return int(np.random.SeedSequence([seed, epoch, batch, position]).generate_state(1)[0])
 
 
 def _pooled(output: Any) -> torch.Tensor:

@@ -1,0 +1,187 @@
+"""The search page end to end in headless Chromium: search, filter, more like this, upload, drop, load more.
+
+Needs Debian's chromium at /usr/bin/chromium and Playwright for Python (`.ci/install-browser.sh`
+installs both; no browser is downloaded). Marked slow: run with `pytest -m slow tests/test_browser.py`.
+Screenshots land in test-artifacts/.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import re
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from fakes import FakeEncoder
+from stylesearch.config import ServeConfig
+from stylesearch.search import Searcher
+from stylesearch.serve import create_app
+from test_serve import build_tiny_index, running_server
+
+pytestmark = pytest.mark.slow
+sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright (see .ci/install-browser.sh)")
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+
+
+@pytest.fixture(scope="module")
+def searcher(processed_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Searcher:
+    index = build_tiny_index(processed_dir, tmp_path_factory.mktemp("browser") / "index")
+    return Searcher.from_index(index, encoder=FakeEncoder())
+
+
+@pytest.fixture(scope="module")
+def base_url(searcher: Searcher):
+    with running_server(create_app(searcher, ServeConfig())) as port:
+        yield f"http://127.0.0.1:{port}"
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not CHROMIUM.exists():
+        pytest.skip(f"{CHROMIUM} is missing: run .ci/install-browser.sh (apt-get install chromium)")
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture()
+def page(browser, base_url):
+    context = browser.new_context(viewport={"width": 1440, "height": 960}, device_scale_factor=1)
+    page = context.new_page()
+    page.set_default_timeout(15_000)
+    problems: list[str] = []  # CSP violations and script errors show up here
+    page.on("console", lambda msg: problems.append(msg.text) if msg.type == "error" else None)
+    page.on("pageerror", lambda err: problems.append(str(err)))
+    page.goto(base_url + "/")
+    page.problems = problems
+    yield page
+    context.close()
+
+
+def png_bytes(colour: tuple[int, int, int]) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", (60, 80), colour).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def card_ids(page) -> list[str]:
+    return page.locator("[data-testid=result-card]").evaluate_all("cards => cards.map(c => c.dataset.id)")
+
+
+def wait_for_results(page, title: str) -> None:
+    sync_api.expect(page.locator("#results-title")).to_have_text(title)
+    sync_api.expect(page.locator("[data-testid=result-card]").first).to_be_visible()
+    page.wait_for_function("!document.body.classList.contains('busy')")
+
+
+def test_shopper_searches_filters_and_browses(page, searcher):
+    expect = sync_api.expect
+    expect(page.locator("[data-testid=facet-option]").first).to_be_attached()  # facets load with the page
+
+    # 1. Type a query and press Enter.
+    page.get_by_test_id("search-input").fill("red shirt")
+    page.get_by_test_id("search-input").press("Enter")
+    wait_for_results(page, "Results for “red shirt”")
+    cards = page.locator("[data-testid=result-card]")
+    assert cards.count() == 24
+    expect(cards.first.locator(".card-colour")).to_have_text("Red")
+    expect(cards.first.locator("img")).to_have_attribute("src", re.compile(r"^/images/\w+$"))
+    assert page.locator("img").first.evaluate("img => img.complete && img.naturalWidth > 0")
+    expect(page.get_by_test_id("took")).to_have_text(re.compile(r"in \d+ ms"))
+    expect(page.get_by_test_id("status")).to_contain_text("Showing 24 of")
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "search-page.png"), full_page=False)
+
+    # 2. Load more appends the next page of the same ranking.
+    first_page = card_ids(page)
+    page.get_by_test_id("load-more").click()
+    expect(cards).to_have_count(48)
+    assert card_ids(page)[:24] == first_page
+
+    # 3. A facet filter narrows the results, and its count says how many.
+    women = page.locator("[data-testid=facet-option][data-column=gender][data-value=Women]")
+    expected = int(page.locator(f"label[for='{women.get_attribute('id')}'] .count").inner_text())
+    women.check()
+    expect(page.get_by_test_id("status")).to_contain_text(f"of {expected} products")
+    page.wait_for_function("!document.body.classList.contains('busy')")
+    assert all(searcher.product(pid).attributes["gender"] == "Women" for pid in card_ids(page))
+    expect(page.get_by_test_id("clear-filters")).to_be_visible()
+    expect(page.locator("[data-testid=facet-gender] [data-testid=facet-option]")).to_have_count(1)
+
+    # 4. More like this on a card searches by that product.
+    liked = cards.first.get_attribute("data-id")
+    title = cards.first.locator(".card-title").inner_text()
+    cards.first.get_by_test_id("more-like-this").click()
+    wait_for_results(page, "More like this")
+    expect(page.get_by_test_id("mode-chip")).to_contain_text(title)
+    assert liked not in card_ids(page)
+    colour = searcher.product(liked).attributes["baseColour"]
+    assert searcher.product(card_ids(page)[0]).attributes["baseColour"] == colour
+
+    # 5. Upload a picture with the file picker (filters still apply).
+    page.get_by_test_id("clear-filters").click()
+    page.get_by_test_id("upload-input").set_input_files(
+        files=[{"name": "green.png", "mimeType": "image/png", "buffer": png_bytes((40, 150, 60))}])
+    wait_for_results(page, "Similar to your photo")
+    expect(page.get_by_test_id("mode-chip")).to_contain_text("green.png")
+    expect(cards.first.locator(".card-colour")).to_have_text("Green")
+    page.screenshot(path=str(ARTIFACTS / "search-by-photo.png"), full_page=False)
+
+    # 6. Drop a picture anywhere on the page.
+    data = base64.b64encode(png_bytes((235, 200, 30))).decode()
+    page.evaluate("""(b64) => {
+        const bytes = Uint8Array.from(atob(b64), c => c.charCodeAt(0));
+        const dt = new DataTransfer();
+        dt.items.add(new File([bytes], "yellow.png", {type: "image/png"}));
+        window.dispatchEvent(new DragEvent("dragenter", {dataTransfer: dt, bubbles: true, cancelable: true}));
+        window.__dropzoneShown = !document.getElementById("dropzone").hidden;
+        window.dispatchEvent(new DragEvent("drop", {dataTransfer: dt, bubbles: true, cancelable: true}));
+    }""", data)
+    assert page.evaluate("window.__dropzoneShown")
+    expect(page.get_by_test_id("mode-chip")).to_contain_text("yellow.png")
+    expect(cards.first.locator(".card-colour")).to_have_text("Yellow")
+    expect(page.get_by_test_id("dropzone")).to_be_hidden()
+
+    assert page.problems == []  # no CSP violation, no script error, no failed request
+
+
+def test_page_is_usable_from_the_keyboard(page):
+    expect = sync_api.expect
+    page.keyboard.press("Tab")
+    expect(page.locator(".skip-link")).to_be_focused()
+    for _ in range(5):  # brand, then the search box
+        if page.evaluate("document.activeElement.id") == "q":
+            break
+        page.keyboard.press("Tab")
+    expect(page.get_by_test_id("search-input")).to_be_focused()
+    page.keyboard.type("navy blue")
+    page.keyboard.press("Enter")
+    wait_for_results(page, "Results for “navy blue”")
+    # Every control is a real button or a labelled input, so Tab reaches it and Space/Enter work.
+    more = page.get_by_test_id("more-like-this").first
+    more.focus()
+    shadow = more.evaluate("b => getComputedStyle(b).boxShadow")
+    assert shadow and shadow != "none"  # a visible focus ring
+    page.keyboard.press("Enter")
+    wait_for_results(page, "More like this")
+    unlabelled = page.evaluate("""() => [...document.querySelectorAll('input:not([type=hidden])')]
+        .filter(i => !(i.labels && i.labels.length) && !i.getAttribute('aria-label')).map(i => i.id)""")
+    assert unlabelled == []
+    assert page.problems == []
+
+
+def test_bad_input_shows_a_reason_not_a_crash(page):
+    page.get_by_test_id("search-input").press("Enter")  # empty query: caught before asking the server
+    sync_api.expect(page.get_by_test_id("error")).to_contain_text("Type a few words")
+    page.get_by_test_id("upload-input").set_input_files(
+        files=[{"name": "notes.png", "mimeType": "image/png", "buffer": b"not a picture"}])
+    sync_api.expect(page.get_by_test_id("error")).to_contain_text("not an image file")  # the server's words
+    assert [p for p in page.problems if "400" not in p] == []  # the failed upload is the only console error
