@@ -52,7 +52,8 @@ def main() -> None:
           f"--lr {args.lr} --seed {args.seed}")
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch "
           f"{torch.__version__}, threads {torch.get_num_threads()}, load average {os.getloadavg()}")
-    print(f"data: {args.data}; splits {catalog.manifest['split_sizes']}; test gallery {report['models'][next(iter(report['models']))]['items']} items")
+    gallery = next(iter(report["models"].values()))["items"]
+    print(f"data: {args.data}; splits {catalog.manifest['split_sizes']}; test gallery {gallery} items")
     print(f"training: {result.steps} steps, {result.epochs_done} epochs, stopped by {result.stopped}, "
           f"{wall / 60:.1f} min wall; median {np.median(rates):.0f} samples/s (training step only)\n")
     print(markdown_table(report))

@@ -35,7 +35,8 @@ def test_na_and_empty_fields_stay_missing(tmp_path):
 
 
 def test_short_rows_are_dropped_with_line_and_reason(tmp_path):
-    csv = write(tmp_path / "styles.csv", HEADER + "1,Men,Apparel\n" + "2,Men,Apparel,Topwear,Shirts,Blue,Fall,2011,Casual,Ok\n")
+    csv = write(tmp_path / "styles.csv",
+                HEADER + "1,Men,Apparel\n" + "2,Men,Apparel,Topwear,Shirts,Blue,Fall,2011,Casual,Ok\n")
     frame, _, dropped = read_styles_csv(csv)
     assert frame["id"].tolist() == ["2"]
     assert dropped[0].where == "styles.csv line 2" and "3 fields, expected 10" in dropped[0].reason
@@ -77,7 +78,8 @@ def test_mapped_csv_with_user_columns(tmp_path, synthetic_dir):
 def test_mapped_parquet_with_image_bytes(tmp_path, synthetic_dir):
     data = (synthetic_dir / "images" / "10001.jpg").read_bytes()
     pd.DataFrame({"pid": [7], "img": [data], "name": ["Blue Jeans"]}).to_parquet(tmp_path / "p.parquet")
-    catalog = read_catalog(tmp_path / "p.parquet", fmt="table", mapping=ColumnMapping(id="pid", image="img", title="name"))
+    mapping = ColumnMapping(id="pid", image="img", title="name")
+    catalog = read_catalog(tmp_path / "p.parquet", fmt="table", mapping=mapping)
     assert catalog.frame.iloc[0]["image"] == data and catalog.frame.iloc[0]["id"] == "7"
 
 

@@ -104,3 +104,28 @@ def test_interactive_prompt_takes_commands_and_queries(index_dir: Path, searcher
     assert "filters: gender=Men" in result.output and "unknown filter column 'nope'" in result.output
     assert "filters cleared" in result.output and ":k takes a whole number" in " ".join(result.output.split())
     assert all(h.id in result.output for h in searcher.search("blue", k=2))
+
+
+@pytest.mark.slow
+def test_index_then_search_on_real_shared_photos(shared_data: Path, tmp_path: Path):
+    """The real pipeline on 400 real products: prepare, index with the tiny model, search with filters.
+
+    (The tiny model is untrained here, so this checks the plumbing on real data, not relevance; the
+    relevance test with a trained tiny model lives with the training tests.)
+    """
+    import pandas as pd
+
+    from stylesearch.catalog import read_catalog
+    from stylesearch.config import PrepareConfig
+    from stylesearch.prepare import prepare
+
+    pd.read_parquet(shared_data / "dev.parquet").iloc[:400].to_parquet(tmp_path / "real.parquet")
+    prepare(read_catalog(tmp_path / "real.parquet"), PrepareConfig(), tmp_path / "catalog")
+    result = runner.invoke(app, ["index", "--catalog", str(tmp_path / "catalog"), "--out", str(tmp_path / "idx"),
+                                 "--model", "tiny", "--quiet"])
+    assert result.exit_code == 0, result.output
+    result = search("black watch", "--index", str(tmp_path / "idx"), "-k", "5", "--json",
+                    "--filter", "articleType=Watches", "--filter", "year=2000-2020")
+    assert result.exit_code == 0, result.output
+    hits = json.loads(result.output)["hits"]
+    assert len(hits) == 5 and all(h["attributes"]["articleType"] == "Watches" for h in hits)

@@ -198,6 +198,12 @@ def test_auto_kind_switches_to_hnsw_above_exact_max(processed_dir: Path, tmp_pat
     a, b = Searcher(EmbeddingIndex.load(tmp_path / "idx"), FakeEncoder()), Searcher(exact, FakeEncoder())
     for query in ("red", "black", "navy blue"):
         assert [h.score for h in a.search(query, k=10)] == [h.score for h in b.search(query, k=10)]
+        # filtered queries are scored exactly over the graph's flat storage: the very same hits
+        filters = {"gender": "Women", "year": (2011, 2012)}
+        assert a.search(query, k=10, filters=filters) == b.search(query, k=10, filters=filters)
+    pid = exact.products["id"].iloc[0]
+    similar = a.similar(pid, k=5)
+    assert pid not in [h.id for h in similar] and [h.score for h in similar] == [h.score for h in b.similar(pid, k=5)]
 
 
 def _random_unit(n: int, dim: int, seed: int) -> np.ndarray:

@@ -76,6 +76,13 @@ def test_every_red_picture_comes_before_anything_else(searcher: Searcher):
     assert [h.score for h in hits] == [100.0] * red + [0.0] * 3  # CLIP score: 100 x cosine
 
 
+def test_search_vector_takes_a_ready_embedding(searcher: Searcher):
+    vector = FakeEncoder().encode_texts(["grey"])[0]
+    assert searcher.search_vector(vector, k=8) == searcher.search("grey", k=8)
+    with pytest.raises(QueryError, match="cannot search"):
+        searcher.search_vector(np.ones(3, np.float32))
+
+
 def test_paging_with_offset_continues_the_same_ranking(searcher: Searcher):
     first, second = searcher.search("blue", k=5), searcher.search("blue", k=5, offset=5)
     assert first + second == searcher.search("blue", k=10)

@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import io
+import json
+import os
+import re
 import socket
+import subprocess
+import sys
 import threading
 import time
 from contextlib import contextmanager
@@ -77,6 +82,8 @@ def test_openapi_schema_names_every_endpoint_and_filter(client):
     search = schema["paths"]["/api/search"]["get"]
     names = {p["name"] for p in search["parameters"]}
     assert {"q", "k", "offset", "gender", "baseColour", "year"} <= names
+    gender = next(p for p in search["parameters"] if p["name"] == "gender")
+    assert set(gender["schema"]["items"]["enum"]) == {"Men", "Women", "Unisex"}  # /docs offers the values
     assert search["responses"]["200"]["content"]["application/json"]["schema"]["$ref"].endswith("/SearchOut")
     assert search["responses"]["422"]["content"]["application/json"]["schema"]["$ref"].endswith("/ErrorOut")
     assert {"SearchOut", "HitOut", "ProductOut", "FacetsOut", "HealthOut"} <= set(schema["components"]["schemas"])
@@ -469,3 +476,30 @@ def test_declared_oversized_upload_is_refused_before_the_body_is_sent(server_por
 def test_oversized_or_too_many_headers_are_431(client):
     assert client.get("/healthz", headers={"X-Junk": "a" * 20_000}).status_code == 431
     assert client.get("/healthz", headers={f"X-H{i}": "1" for i in range(120)}).status_code == 431
+
+
+def test_serve_command_loads_once_binds_loopback_and_prints_the_url(processed_dir, tmp_path):
+    from stylesearch.model import ClipEncoder, tiny_model
+
+    index = tmp_path / "index"
+    EmbeddingIndex.build(processed_dir, ClipEncoder(tiny_model(seed=0)), index, model_name="tiny", progress=False)
+    cmd = [sys.executable, "-c", "from stylesearch.cli import app; app()", "serve", "--index", str(index),
+           "--port", "0"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env={**os.environ, "COLUMNS": "200", "HF_HUB_OFFLINE": "1"})
+    try:
+        seen = ""
+        deadline = time.monotonic() + 120
+        while not (url := re.search(r"http://127\.0\.0\.1:(\d+)/", seen)):
+            line = proc.stdout.readline()
+            assert line or proc.poll() is None, seen
+            assert time.monotonic() < deadline, seen
+            seen += line
+        health = json.loads(exchange(int(url.group(1)), b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                                     b"Connection: close\r\n\r\n").split(b"\r\n\r\n", 1)[1])
+        assert health["model"] == "tiny" and health["index"]["count"] > 0
+        foreign = exchange(int(url.group(1)), b"GET /healthz HTTP/1.1\r\nHost: evil.example\r\n\r\n")
+        assert foreign.startswith(b"HTTP/1.1 400")  # DNS rebinding: only loopback Host names are answered
+    finally:
+        proc.terminate()
+        proc.wait(30)

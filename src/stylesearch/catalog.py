@@ -100,7 +100,7 @@ def read_styles_csv(path: Path, *, encoding: str = "utf-8") -> tuple[pd.DataFram
     if missing:
         raise CatalogError(
             f"{path}: missing column(s) {missing}; found {header}. "
-            "For another layout use --format mapped with --id-col/--image-col/--title-col."
+            "For another layout use --format table with --id-col/--image-col/--title-col."
         )
     width = len(header)
     records: list[list[str]] = []
@@ -199,7 +199,9 @@ def read_frame(frame: pd.DataFrame, mapping: ColumnMapping, *, source: str, base
             "Name it with --image-col."
         )
     raw = frame[image].tolist()
-    frame["image"], frame["image_path"] = zip(*(_image_cell(v, base_dir) for v in raw), strict=True) if raw else ((), ())
+    cells = [_image_cell(v, base_dir) for v in raw]
+    frame["image"] = [c[0] for c in cells]
+    frame["image_path"] = [c[1] for c in cells]
     if image != "image":
         frame = frame.drop(columns=[image])
     out = _canonical(frame, mapping, where=Path(source).name, dropped=dropped)

@@ -8,6 +8,7 @@ processor files) plus `train_config.json`, `checkpoint.json` (hashes, metrics, s
 from __future__ import annotations
 
 import json
+import pickle
 from pathlib import Path
 from typing import Any
 
@@ -70,4 +71,9 @@ def verify_checkpoint(path: Path) -> dict[str, Any]:
 def load_training_state(path: Path) -> dict[str, Any]:
     """The optimizer/step state saved with a `last` checkpoint, without unpickling arbitrary objects."""
     verify_checkpoint(path)
-    return torch.load(Path(path) / STATE_FILE, map_location="cpu", weights_only=True)
+    file = Path(path) / STATE_FILE
+    try:
+        return torch.load(file, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError) as err:  # what torch raises for non-tensor pickles
+        raise IntegrityError(f"{file}: holds more than tensors and plain values ({str(err).splitlines()[0]}); "
+                             "refusing to unpickle it. Resume from a checkpoint you wrote yourself.") from err

@@ -57,3 +57,9 @@ from stylesearch import cli_search  # noqa: E402,F401  (registers index/search)
 
 # isort: split
 from stylesearch import cli_serve  # noqa: E402,F401  (registers serve)
+
+# isort: split
+from stylesearch import cli_doctor  # noqa: E402,F401  (registers doctor)
+
+# isort: split
+from stylesearch import cli_quality  # noqa: E402,F401  (registers merge/report)

@@ -28,7 +28,8 @@ def download(
 @app.command()
 @friendly
 def prepare(
-    data: str = typer.Option(..., "--data", "-d", help="Kaggle folder, HF parquet file/dir or Hub name, or CSV/parquet."),
+    data: str = typer.Option(..., "--data", "-d",
+                             help="Kaggle folder, HF parquet file/dir or Hub name, or CSV/parquet."),
     out: Path = typer.Option(Path("runs/catalog"), "--out", "-o", help="Processed catalogue directory."),
     fmt: str = typer.Option("auto", "--format", help="auto | kaggle | hf | table"),
     id_col: str = typer.Option("id", help="Column with the product id (table format)."),
@@ -70,6 +71,10 @@ def train(
     hue_jitter: bool = typer.Option(False, help="Off by default: captions name colours."),
     num_workers: int = typer.Option(0, help="Image decoding worker processes."),
     seed: int = typer.Option(0),
+    sampler: str = typer.Option(TrainConfig.sampler, help="Batches: random | confusable (look-alikes together) | "
+                                "hard (nearest neighbours mined each epoch). See docs/quality.md."),
+    text_views: str = typer.Option(TrainConfig.text_views, help="Caption: full_text | views (title, colour + type, "
+                                   "gender + usage, ... drawn per step) | one view name. See docs/quality.md."),
     resume: bool = typer.Option(False, help="Continue from OUT/last."),
 ) -> None:
     """Fine-tune CLIP with a symmetric InfoNCE loss; keeps best/ and last/ checkpoints."""
@@ -79,7 +84,7 @@ def train(
     cfg = TrainConfig(base_model=model, lr=lr, batch_size=batch_size, epochs=epochs, warmup_steps=warmup_steps,
                       patience=patience, max_minutes=max_minutes, freeze_vision_layers=freeze_vision_layers,
                       freeze_text_layers=freeze_text_layers, grad_clip=grad_clip, hue_jitter=hue_jitter,
-                      num_workers=num_workers, seed=seed)
+                      num_workers=num_workers, seed=seed, sampler=sampler, text_views=text_views)
     result = run_train(load_processed(catalog), cfg, out, resume=resume)
     console.print(f"stopped: {result.stopped} after {result.steps} steps, {result.epochs_done} epoch(s); "
                   f"best val R@10 {result.best_metric:.4f}")
@@ -94,7 +99,7 @@ def evaluate(
     model: str = typer.Option(..., "--model", "-m", help="Fine-tuned checkpoint directory."),
     base: str = typer.Option(None, help="Base checkpoint to compare against (default: the one it was trained from)."),
     catalog: Path = typer.Option(Path("runs/catalog"), "--catalog", "-c",
-                                 help="Processed catalogue directory (its test split), or any other prepared catalogue."),
+                                 help="Processed catalogue (its test split), or any other prepared catalogue."),
     split: str = typer.Option("test", help="test | val | train | all"),
     out: Path = typer.Option(Path("runs/eval"), "--out", "-o"),
     max_items: int = typer.Option(None, help="Cap the gallery for a quick look."),

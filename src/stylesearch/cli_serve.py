@@ -112,6 +112,7 @@ def bind(host: str, port: int) -> socket.socket:
         sock.close()
         raise StylesearchError(f"cannot listen on {host}:{port}: {err.strerror or err}; "
                                "pick another --port (0 picks a free one)") from err
+    sock.listen(256)  # connections made once the URL is printed wait in the kernel until uvicorn accepts
     sock.set_inheritable(True)
     return sock
 

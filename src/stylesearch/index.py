@@ -59,11 +59,13 @@ class IndexReport:
     changed: list[str] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    update: bool = False  # compared with a previous index (added/changed/removed are meaningful)
 
     def summary(self) -> str:
-        return (f"{self.count} products ({self.kind}); embedded {self.embedded}, reused {self.reused}; "
-                f"added {len(self.added)}, changed {len(self.changed)}, removed {len(self.removed)} "
-                f"in {self.seconds:.1f} s")
+        diff = (f"; added {len(self.added)}, changed {len(self.changed)}, removed {len(self.removed)}"
+                if self.update else "")
+        return (f"{self.count} products ({self.kind}); embedded {self.embedded}, reused {self.reused}"
+                f"{diff}; {self.seconds:.1f} s")
 
 
 def content_hash(image_sha256: str, row: pd.Series) -> str:
@@ -105,7 +107,9 @@ def make_faiss(vectors: np.ndarray, kind: str, cfg: IndexConfig) -> faiss.Index:
         quantizer = faiss.IndexFlatIP(dim)
         index = faiss.IndexIVFPQ(quantizer, dim, nlist, m, 8 if n >= 256 * 39 else 4, faiss.METRIC_INNER_PRODUCT)
         index.cp.seed = 1234  # seeded k-means on a seeded sample: an update equals a rebuild
-        sample = np.random.default_rng(0).permutation(n)[: 64 * nlist] if n > 64 * nlist else slice(None)
+        # 64 rows per list train the lists; PQ's 256 codes per sub-quantizer want 39 rows each.
+        train_n = max(64 * nlist, 256 * 39)
+        sample = np.random.default_rng(0).permutation(n)[:train_n] if n > train_n else slice(None)
         index.train(np.ascontiguousarray(vectors[sample]))
         index.nprobe = min(cfg.ivf_nprobe, nlist)
     else:
@@ -179,8 +183,9 @@ class EmbeddingIndex:
         if previous is not None:
             if previous.fingerprint != encoder.fingerprint:
                 raise ManifestMismatchError(
-                    f"the index at {previous.path} was built with model {previous.fingerprint}, not "
-                    f"{encoder.fingerprint}; rebuild it without --update")
+                    f"the index at {previous.path} was built with model '{previous.manifest['model']['name']}' "
+                    f"(fingerprint {previous.fingerprint}), not this one ({encoder.fingerprint}); "
+                    "rebuild it without --update")
             keep = previous.products["image_sha256"].isin(set(shas)).to_numpy()
             rows = np.flatnonzero(keep)
             known = dict(zip(previous.products["image_sha256"].iloc[rows], previous.vectors(rows), strict=True))
@@ -212,6 +217,7 @@ class EmbeddingIndex:
         report = IndexReport(count=len(frame), kind=kind, embedded=len(todo) - from_chunks,
                              reused=len(frame) - len(todo) + from_chunks, seconds=time.perf_counter() - started)
         if previous is not None:
+            report.update = True
             report.added, report.changed, report.removed = _diff(previous.products, products)
         return index, report
 

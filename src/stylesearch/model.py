@@ -116,6 +116,18 @@ def load_model(name_or_path: str = DEFAULT_MODEL, *, seed: int = 0) -> LoadedMod
             f"{path} is not a model directory (no config.json); pass a directory written by "
             "`stylesearch train` or `save_pretrained`, a Hub name, or `tiny`"
         )
+    if local:
+        # A local directory is a file anyone could have handed us: check it against the hashes in its
+        # checkpoint.json, and never unpickle weights (a pickle can run code; safetensors cannot).
+        from stylesearch.checkpoint import verify_checkpoint  # checkpoint imports this module
+
+        verify_checkpoint(path)
+        if not any(path.glob("*.safetensors")):
+            pickled = sorted(p.name for p in path.glob("*.bin")) or ["no weights file"]
+            raise ModelUnavailableError(
+                f"{path}: no *.safetensors weights ({', '.join(pickled)}); stylesearch does not unpickle weights. "
+                "Convert a trusted checkpoint with `CLIPModel.from_pretrained(dir).save_pretrained(dir)`."
+            )
     # Offline, the Hub client retries for ~25 s before giving up; look once and fail at once instead.
     offline = not local and not hub_reachable()
     try:

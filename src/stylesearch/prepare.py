@@ -182,7 +182,8 @@ def clean(catalog: Catalog, cfg: PrepareConfig) -> tuple[pd.DataFrame, dict[str,
         try:
             data = _load_image_bytes(row)
             if cfg.check_images:
-                decode_image(data, where=f"id {row['id']}", max_pixels=cfg.max_image_pixels)
+                decode_image(data, where=f"id {row['id']} ({row['image_path'] or 'inline bytes'})",
+                             max_pixels=cfg.max_image_pixels)
         except CatalogError as err:
             reason = "missing image" if "missing" in str(err) or "no image" in str(err) else "bad image"
             drop(reason, idx, str(err))
@@ -197,7 +198,7 @@ def clean(catalog: Catalog, cfg: PrepareConfig) -> tuple[pd.DataFrame, dict[str,
     dup_id = out["id"].duplicated(keep="first")
     for idx in out.index[dup_id]:
         first = out.index[(out["id"] == out.at[idx, "id"])][0]
-        same = out.at[idx, "image_sha256"] == out.at[first, "image_sha256"] and out.at[idx, "title"] == out.at[first, "title"]
+        same = all(out.at[idx, c] == out.at[first, c] for c in ("image_sha256", "title"))
         detail = "duplicate id" + ("" if same else " with different content") + f"; kept row {first + 1}"
         dropped.setdefault("duplicate id", []).append(RowIssue(f"id {out.at[idx, 'id']}", detail, out.at[idx, "id"]))
     out = out.loc[~dup_id].reset_index(drop=True)

@@ -224,18 +224,20 @@ class Searcher:
              exclude: int | None) -> tuple[np.ndarray, np.ndarray]:
         """The k best (score, row) pairs, best first; equal scores go to the earlier row."""
         query = np.ascontiguousarray(vector.reshape(-1), dtype=np.float32)
-        if exclude is not None:
-            rows = np.arange(len(self)) if rows is None else rows
-            rows = rows[rows != exclude]
         if rows is None and self.index.kind != "flat":
             # Approximate kinds answer unfiltered queries from their graph or lists. PQ scores are
             # coarse, so ivfpq fetches extra candidates and re-scores them with the exact vectors.
-            fetch = min(len(self), k if self.index.kind == "hnsw" else max(4 * k, 50))
+            fetch = k + (exclude is not None)
+            fetch = min(len(self), fetch if self.index.kind == "hnsw" else max(4 * fetch, 50))
             scores, found = self.index.faiss_index.search(query[None, :], fetch)
-            found = found[0][found[0] >= 0]
-            scores = self.index.matrix()[found] @ query if self.index.kind == "ivfpq" else scores[0][: len(found)]
+            keep = (found[0] >= 0) & (found[0] != (-1 if exclude is None else exclude))
+            found = found[0][keep]
+            scores = self.index.matrix()[found] @ query if self.index.kind == "ivfpq" else scores[0][keep]
             order = np.lexsort((found, -scores))[:k]
             return scores[order], found[order]
+        if exclude is not None:
+            rows = np.arange(len(self)) if rows is None else rows
+            rows = rows[rows != exclude]
         # Exact: score every row that passes the filters (one matrix-vector product), then take the top k.
         matrix = self.index.matrix()
         scores = matrix @ query if rows is None else matrix[rows] @ query

@@ -42,10 +42,12 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 MAX_BATCH = 16  # queries per text forward pass; see docs/serve.md for the measurement
-SEARCH_THREADS = 4  # >1 so queries queue where BatchingEncoder can merge them; torch uses the cores
+SEARCH_THREADS = 16  # searches in flight; those waiting for the model are what BatchingEncoder merges
+LIGHT_THREADS = 8  # product lookups and photos: no model involved
 MAX_OFFSET = 10_000  # faiss ranks offset+k rows per query; deeper paging is a scraper, not a shopper
 MAX_QUERY_STRING = 4096  # bytes; the longest legitimate query is ~512 chars plus a few filters
 MAX_FILTER_VALUES = 50  # per column
+MAX_ENUM = 500  # filter values listed in the OpenAPI schema; a column with more is described, not listed
 MAX_HEADER_BYTES = 16 * 1024  # real browsers send < 8 KiB; uvicorn only caps what it buffers, not the total
 MAX_HEADERS = 100
 FORM_SLACK = 64 * 1024  # multipart headers and boundaries around the uploaded file
@@ -94,14 +96,11 @@ def create_app(searcher: Any, cfg: ServeConfig = ServeConfig(), *,
     app = FastAPI(title="stylesearch", version="1", summary="Search a clothing catalogue by words or pictures.")
     columns = list(searcher.filter_columns)
     pool = _Pool(search_threads)
+    light = _Pool(LIGHT_THREADS)  # photos and lookups never queue behind searches waiting for the model
     assets = {name: (resources.files("stylesearch").joinpath("static", name).read_bytes(), kind)
               for name, kind in {**ASSETS, "index.html": "text/html; charset=utf-8"}.items()}
-    filter_docs = {"parameters": [
-        {"name": col, "in": "query", "required": False, "style": "form", "explode": True,
-         "schema": {"type": "array", "items": {"type": "string", "maxLength": 200}, "maxItems": MAX_FILTER_VALUES},
-         "description": f"keep only products whose {col} is one of these"
-                        + (" (a year, or a range: 2011-2013, 2011-, -2013)" if col == "year" else "")}
-        for col in columns]}
+    filter_docs = {"parameters": [filter_parameter(col, values) for col, values in searcher.facets().items()
+                                  if col in columns]}
 
     _install_error_handlers(app)
     if cfg.cors_origins:  # closed unless the operator names the origins that may call the API
@@ -157,13 +156,13 @@ def create_app(searcher: Any, cfg: ServeConfig = ServeConfig(), *,
     @app.get("/api/products/{product_id}", response_model=ProductOut, responses=ERRORS, tags=["products"],
              summary="One product")
     async def product(product_id: str = Path(..., max_length=128)) -> ProductOut:
-        return _product_out(await pool.run(lambda: lookup(searcher, product_id)))
+        return _product_out(await light.run(lambda: lookup(searcher, product_id)))
 
     @app.get("/api/products/{product_id}/similar", response_model=SearchOut, responses=ERRORS,
              openapi_extra=filter_docs, tags=["search"], summary="More like this product")
     async def similar(request: Request, product_id: str = Path(..., max_length=128),
                       k: int = Query(10, ge=1, le=cfg.max_k), offset: int = Query(0, ge=0, le=MAX_OFFSET)) -> SearchOut:
-        await pool.run(lambda: lookup(searcher, product_id))  # unknown ids are a 404, not a filter error
+        await light.run(lambda: lookup(searcher, product_id))  # unknown ids are a 404, not a filter error
         return await run_search(request, None, k, offset,
                                 lambda f: searcher.similar(product_id, k=k, filters=f or None, offset=offset))
 
@@ -182,7 +181,7 @@ def create_app(searcher: Any, cfg: ServeConfig = ServeConfig(), *,
     @app.get("/images/{product_id}", responses={**ERRORS, 200: {"content": {"image/jpeg": {}, "image/png": {}}}},
              response_class=Response, tags=["products"], summary="A product photo, by product id")
     async def image(request: Request, product_id: str = Path(..., max_length=128)) -> Response:
-        data = await pool.run(lambda: image_of(searcher, product_id))
+        data = await light.run(lambda: image_of(searcher, product_id))
         etag = '"' + hashlib.sha256(data).hexdigest()[:32] + '"'
         headers = {"ETag": etag, "Cache-Control": "public, max-age=86400"}  # ids are stable; a rebuild changes the etag
         if request.headers.get("if-none-match") == etag:
@@ -217,6 +216,21 @@ def create_app(searcher: Any, cfg: ServeConfig = ServeConfig(), *,
 
 
 # --- requests to library calls ---------------------------------------------------------------------
+
+def filter_parameter(column: str, counts: Mapping[str, int]) -> dict[str, Any]:
+    """The OpenAPI description of one filter column, listing its values so /docs offers them."""
+    item: dict[str, Any] = {"type": "string", "minLength": 1, "maxLength": 200}
+    if column == "year":
+        item["pattern"] = r"^\s*(\d{4}\s*((-|\.\.|to)\s*(\d{4})?)?|(-|\.\.|to)\s*\d{4})\s*$"
+        about = "a year, or a range: 2011-2013, 2011-, -2013"
+    else:
+        if 0 < len(counts) <= MAX_ENUM:
+            item["enum"] = sorted(counts)
+        about = "any of these values (case does not matter)"
+    return {"name": column, "in": "query", "required": False, "style": "form", "explode": True,
+            "schema": {"type": "array", "items": item, "maxItems": MAX_FILTER_VALUES},
+            "description": f"keep only products whose {column} is {about}; repeat the parameter for more"}
+
 
 def parse_filters(items: Sequence[tuple[str, str]], columns: Sequence[str],
                   reserved: frozenset[str] = SEARCH_PARAMS) -> dict[str, Any]:

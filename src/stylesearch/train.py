@@ -20,13 +20,15 @@ from tqdm.auto import tqdm
 from stylesearch import distributed
 from stylesearch.checkpoint import STATE_FILE, load_training_state, save_checkpoint
 from stylesearch.config import TrainConfig, to_dict
+from stylesearch.distributed import gather, gather_with_grad, shard, shard_sizes
 from stylesearch.evaluate import embed, title_retrieval
 from stylesearch.files import atomic_path, atomic_write_text
 from stylesearch.losses import MAX_LOGIT_SCALE, contrastive_loss, lr_at, same_item_mask
-from stylesearch.distributed import gather, gather_with_grad, shard, shard_sizes
 from stylesearch.model import ClipEncoder, LoadedModel, load_model
 from stylesearch.pairs import PairCollator, ProductPairs, train_transform
 from stylesearch.prepare import ProcessedCatalog
+from stylesearch.sampler import plan_batches
+from stylesearch.textviews import training_texts
 
 
 @dataclass
@@ -165,7 +167,8 @@ def train(catalog: ProcessedCatalog, cfg: TrainConfig, out_dir: Path, *, resume:
     size = int(model.config.vision_config.image_size)
     dataset = ProductPairs(train_frame, train_transform(size, hue_jitter=cfg.hue_jitter))
     collate = PairCollator(loaded.processor.tokenizer, int(model.config.text_config.max_position_embeddings))
-    steps_per_epoch = len(epoch_batches(len(dataset), cfg.batch_size, cfg.seed, 0, world))
+    dataset, collate = training_texts(train_frame, dataset.transform, collate, cfg.text_views)
+    steps_per_epoch = len(plan_batches(cfg.sampler, train_frame, cfg.batch_size, cfg.seed, 0, world))
     total_steps = max(1, steps_per_epoch * cfg.epochs)
 
     params = [p for p in model.parameters() if p.requires_grad]
@@ -202,7 +205,8 @@ def train(catalog: ProcessedCatalog, cfg: TrainConfig, out_dir: Path, *, resume:
     epoch, pos = start_epoch, skip
     try:
         for epoch in range(start_epoch, cfg.epochs):
-            batches = epoch_batches(len(dataset), cfg.batch_size, cfg.seed, epoch, world)
+            batches = plan_batches(cfg.sampler, train_frame, cfg.batch_size, cfg.seed, epoch, world,
+                                   loaded=loaded, cache_dir=out_dir)
             first = skip if epoch == start_epoch else 0
             model.train()
             pos = first

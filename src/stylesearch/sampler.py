@@ -1,0 +1,178 @@
+"""Batches of confusable products, so in-batch negatives teach the differences shoppers care about.
+
+With random batches of 32 from 141 article types, a dress rarely meets a nightdress in a batch, so
+the loss never has to tell them apart. Three samplers, all a pure function of (seed, epoch) so
+--resume replays an epoch exactly, and all giving the same number of batches as the random one:
+
+- ``random``: `train.epoch_batches`, the shuffled order.
+- ``confusable``: a batch is a block of one subCategory, drawn round-robin over its article types
+  (different types side by side) and, inside a type, round-robin over colours (same type, different
+  colour side by side). Blocks are shuffled, so consecutive steps still see different subCategories.
+- ``hard``: each product is followed by its nearest neighbours under the current model (image
+  embeddings, mined once at the start of each epoch and cached as `mined/epoch-<n>.npy` in the run
+  directory, so a resumed epoch reuses the same neighbours rather than re-mining with later weights).
+"""
+
+from __future__ import annotations
+
+import io
+from collections import defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from stylesearch.errors import StylesearchError
+
+SAMPLERS = ("random", "confusable", "hard")
+LABELS = ("subCategory", "articleType", "baseColour")
+NEIGHBOURS = 3  # per anchor: a batch of 32 holds 8 look-alike quads, not one 32-long chain
+
+
+def _chunks(order: Sequence[int], batch_size: int, world: int = 1) -> list[list[int]]:
+    batches = [list(order[i:i + batch_size]) for i in range(0, len(order), batch_size)]
+    # A batch of one has no negatives; under torchrun every rank needs at least one row (as epoch_batches).
+    return [b for b in batches if len(b) >= max(2, world)]
+
+
+def _round_robin(lists: list[list[int]]) -> list[int]:
+    out: list[int] = []
+    longest = max((len(x) for x in lists), default=0)
+    for i in range(longest):
+        out.extend(x[i] for x in lists if i < len(x))
+    return out
+
+
+def _labels(frame: pd.DataFrame) -> pd.DataFrame:
+    return pd.DataFrame({c: frame[c].astype("string").fillna("?") if c in frame else "?" for c in LABELS},
+                        index=range(len(frame)))
+
+
+def confusable_batches(frame: pd.DataFrame, batch_size: int, seed: int, epoch: int,
+                       world: int = 1) -> list[list[int]]:
+    """Batches that each hold one subCategory, mixing its article types and, within a type, its colours."""
+    rng = np.random.default_rng([seed, epoch, 1])
+    labels = _labels(frame)
+    blocks: list[list[int]] = []
+    leftovers: list[int] = []
+    for _, sub in labels.groupby("subCategory", sort=True):
+        per_type = []
+        for _, typ in sub.groupby("articleType", sort=True):
+            per_colour = [rng.permutation(c.index.to_numpy()).tolist()
+                          for _, c in typ.groupby("baseColour", sort=True)]
+            per_colour = [per_colour[i] for i in rng.permutation(len(per_colour))]
+            per_type.append(_round_robin(per_colour))
+        per_type = [per_type[i] for i in rng.permutation(len(per_type))]
+        order = _round_robin(per_type)
+        full = len(order) // batch_size * batch_size
+        blocks.extend(order[i:i + batch_size] for i in range(0, full, batch_size))
+        leftovers.extend(order[full:])
+    # Remainders of small subCategories fill the last batches together, shuffled.
+    sequence = [i for b in rng.permutation(len(blocks)) for i in blocks[b]]
+    sequence += [leftovers[i] for i in rng.permutation(len(leftovers))]
+    batches = _chunks(sequence, batch_size, world)
+    return [batches[i] for i in rng.permutation(len(batches))]
+
+
+def hard_batches(neighbours: np.ndarray, batch_size: int, seed: int, epoch: int,
+                 per_anchor: int = NEIGHBOURS, world: int = 1) -> list[list[int]]:
+    """Anchors in shuffled order, each followed by up to `per_anchor` of its unused nearest neighbours.
+
+    `neighbours` is (n, m): row i lists the products nearest to product i, best first (i itself may
+    appear and is skipped). Every product is used exactly once.
+    """
+    n = len(neighbours)
+    rng = np.random.default_rng([seed, epoch, 2])
+    used = np.zeros(n, dtype=bool)
+    sequence: list[int] = []
+    for anchor in rng.permutation(n):
+        if used[anchor]:
+            continue
+        used[anchor] = True
+        sequence.append(int(anchor))
+        taken = 0
+        for other in neighbours[anchor]:
+            if taken >= per_anchor:
+                break
+            if 0 <= other < n and not used[other]:
+                used[other] = True
+                sequence.append(int(other))
+                taken += 1
+    batches = _chunks(sequence, batch_size, world)
+    return [batches[i] for i in rng.permutation(len(batches))]
+
+
+def mine_neighbours(image_vectors: np.ndarray, k: int = 8) -> np.ndarray:
+    """(n, k) nearest neighbours of each row by cosine (rows are L2-normalised), itself excluded."""
+    import faiss
+
+    vectors = np.ascontiguousarray(image_vectors, dtype=np.float32)
+    index = faiss.IndexFlatIP(vectors.shape[1])
+    index.add(vectors)
+    _, found = index.search(vectors, min(k + 1, len(vectors)))
+    out = np.full((len(vectors), k), -1, dtype=np.int64)
+    for i, row in enumerate(found):
+        row = [j for j in row if j != i and j >= 0][:k]
+        out[i, :len(row)] = row
+    return out
+
+
+def mined_for_epoch(loaded, frame: pd.DataFrame, epoch: int, cache_dir: Path | None) -> np.ndarray:
+    """The epoch's neighbours: read from the run's cache if mined before, else mined now and cached."""
+    from stylesearch.evaluate import embed
+    from stylesearch.files import atomic_write_bytes
+    from stylesearch.model import ClipEncoder
+
+    path = Path(cache_dir) / "mined" / f"epoch-{epoch}.npy" if cache_dir is not None else None
+    if path is not None and path.is_file():
+        cached = np.load(path)
+        if len(cached) == len(frame):
+            return cached
+    was_training = loaded.model.training
+    encoder = ClipEncoder(loaded, batch_size=128, device=next(loaded.model.parameters()).device)
+    neighbours = mine_neighbours(embed(encoder, frame).image)
+    loaded.model.train(was_training)
+    if path is not None:
+        buffer = io.BytesIO()
+        np.save(buffer, neighbours)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(path, buffer.getvalue())
+    return neighbours
+
+
+def plan_batches(sampler: str, frame: pd.DataFrame, batch_size: int, seed: int, epoch: int, world: int = 1, *,
+                 loaded=None, cache_dir: Path | None = None) -> list[list[int]]:
+    """The epoch's batches for `TrainConfig.sampler`.
+
+    For ``hard`` without a model (`loaded=None`, e.g. when counting steps) the confusable batches
+    stand in: every sampler yields the same number of batches for the same table.
+    """
+    if sampler == "random":
+        from stylesearch.train import epoch_batches
+
+        return epoch_batches(len(frame), batch_size, seed, epoch, world)
+    if sampler == "confusable" or (sampler == "hard" and loaded is None):
+        return confusable_batches(frame, batch_size, seed, epoch, world)
+    if sampler == "hard":
+        return hard_batches(mined_for_epoch(loaded, frame, epoch, cache_dir), batch_size, seed, epoch, world=world)
+    raise StylesearchError(f"unknown sampler {sampler!r}; use one of {', '.join(SAMPLERS)}")
+
+
+def batch_confusability(frame: pd.DataFrame, batches: Sequence[Sequence[int]]) -> dict[str, float]:
+    """Mean share of in-batch pairs that are confusable: same subCategory but different articleType,
+    or same articleType but different colour. The measure the tests and the docs use."""
+    labels = _labels(frame)
+    sub, typ, col = (labels[c].to_numpy() for c in LABELS)
+    shares: dict[str, list[float]] = defaultdict(list)
+    for batch in batches:
+        idx = np.asarray(batch)
+        if len(idx) < 2:
+            continue
+        upper = np.triu(np.ones((len(idx), len(idx)), bool), 1)
+        same_sub = sub[idx][:, None] == sub[idx][None, :]
+        same_typ = typ[idx][:, None] == typ[idx][None, :]
+        same_col = col[idx][:, None] == col[idx][None, :]
+        shares["sub_diff_type"].append(float((same_sub & ~same_typ)[upper].mean()))
+        shares["type_diff_colour"].append(float((same_typ & ~same_col)[upper].mean()))
+    return {k: float(np.mean(v)) for k, v in shares.items()}

@@ -1,0 +1,125 @@
+"""Hybrid search: query parsing against the catalogue's vocabulary, RRF by hand, and the searcher's contract."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from fakes import FakeEncoder
+from stylesearch.config import IndexConfig
+from stylesearch.errors import QueryError
+from stylesearch.hybrid import HybridRanker, HybridSearcher, Vocabulary, reciprocal_rank_fusion, search, tokens
+from stylesearch.index import EmbeddingIndex
+from stylesearch.search import Searcher
+
+
+def _products() -> pd.DataFrame:
+    rows = []
+    # Titles say "Tee" and "Sneakers" while the metadata says Tshirts and Casual/Sports Shoes.
+    for i in range(6):
+        rows.append(("Men", "Topwear", "Tshirts", "Navy Blue", f"Brand{i} Men Navy Tee"))
+        rows.append(("Women", "Dress", "Dresses", "Red", f"Label{i} Women Red Dress"))
+        rows.append(("Men", "Shoes", "Casual Shoes", "White", f"Maker{i} Men White Sneakers"))
+    rows.append(("Men", "Shoes", "Sports Shoes", "Black", "Runner Men Black Sneakers"))
+    rows.append(("Men", "Topwear", "Tshirts", "White", "Plain Men White Tee"))  # "navy" is a colour, not a type
+    rows.append(("Women", "Loungewear and Nightwear", "Nightdress", "Pink", "Sleepy Women Pink Nightdress"))
+    frame = pd.DataFrame(rows, columns=["gender", "subCategory", "articleType", "baseColour", "title"])
+    frame.insert(0, "id", [str(100 + i) for i in range(len(frame))])
+    frame["masterCategory"] = "Apparel"
+    frame["usage"] = "Casual"
+    return frame
+
+
+@pytest.fixture(scope="module")
+def vocabulary() -> Vocabulary:
+    return Vocabulary.from_products(_products(), min_count=3)
+
+
+def test_plurals_and_case_fold_onto_catalogue_values(vocabulary):
+    assert vocabulary.parse("WOMEN red DRESSES").attributes == {
+        "gender": ["Women"], "baseColour": ["Red"], "articleType": ["Dresses"], "subCategory": ["Dress"]}
+    assert vocabulary.parse("a dress").attributes["articleType"] == ["Dresses"]
+    assert vocabulary.parse("t-shirts").attributes == {
+        "articleType": ["Tshirts"]}
+
+
+def test_multi_word_values_win_over_their_single_words(vocabulary):
+    parsed = vocabulary.parse("navy blue casual shoes")
+    assert parsed.attributes["baseColour"] == ["Navy Blue"]
+    assert parsed.attributes["articleType"] == ["Casual Shoes"]
+
+
+def test_synonyms_are_learnt_from_titles(vocabulary):
+    assert vocabulary.parse("tee").attributes == {"articleType": ["Tshirts"]}
+    # "sneakers" sits on Casual Shoes mostly, and on Sports Shoes of the same subCategory too
+    assert vocabulary.parse("Sneakers").attributes == {"articleType": ["Casual Shoes", "Sports Shoes"]}
+    assert vocabulary.parse("navy").attributes == {"baseColour": ["Navy Blue"]}
+    # brand names (a title's first word) are not synonyms
+    assert vocabulary.parse("brand0").attributes == {}
+
+
+def test_unknown_words_are_reported_and_do_not_stop_parsing(vocabulary):
+    parsed = vocabulary.parse("blorp red glittery dress")
+    assert parsed.unknown == ["blorp", "glittery"]
+    assert parsed.attributes["baseColour"] == ["Red"]
+    assert vocabulary.parse("").attributes == {}
+
+
+def test_a_value_named_in_the_query_overrides_a_synonym_for_the_same_column(vocabulary):
+    assert vocabulary.parse("white tee tshirts").attributes["articleType"] == ["Tshirts"]
+    assert vocabulary.parse("sneakers sports shoes").attributes["articleType"] == ["Sports Shoes"]
+
+
+def test_tokens_fold_hyphens_possessives_and_plurals():
+    assert tokens("Men's T-Shirts") == ["men", "tshirt"]
+    assert tokens("Watches, DRESSES") == ["watch", "dress"]
+
+
+def test_rrf_matches_a_hand_computed_example():
+    # k = 60: item 7 is 1st and 3rd -> 1/61 + 1/63; item 3 is 2nd and 1st -> 1/62 + 1/61; item 5 is 3rd only.
+    fused = reciprocal_rank_fusion([[7, 3, 5], [3, 9, 7]], k=60)
+    expected = {7: 1 / 61 + 1 / 63, 3: 1 / 62 + 1 / 61, 9: 1 / 62, 5: 1 / 63}
+    assert [item for item, _ in fused] == [3, 7, 9, 5]
+    for item, score in fused:
+        assert score == pytest.approx(expected[item], abs=1e-12)
+
+
+def test_rrf_ties_keep_first_seen_order():
+    assert [i for i, _ in reciprocal_rank_fusion([[1, 2], [2, 1]], k=0)] == [1, 2]
+
+
+def test_hybrid_ranking_lifts_attribute_matches_above_a_wrong_clip_order(vocabulary):
+    products = _products()
+    ranker = HybridRanker(products, vocabulary)
+    clip = np.linspace(1, 0, len(products))  # CLIP alone prefers the first rows: tees
+    rows, parsed = ranker.rank("women red dress", clip)
+    assert parsed.attributes["articleType"] == ["Dresses"]
+    assert set(products.iloc[rows[:6]]["articleType"]) == {"Dresses"}
+    rows, _ = ranker.rank("red dress", clip, attributes="filter")
+    assert set(products.iloc[rows]["articleType"]) == {"Dresses"}
+    with pytest.raises(QueryError):
+        ranker.rank("x", clip, attributes="sometimes")
+
+
+@pytest.fixture(scope="module")
+def searcher(processed_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Searcher:
+    out = tmp_path_factory.mktemp("hybrid") / "idx"
+    EmbeddingIndex.build(processed_dir, FakeEncoder(), out, IndexConfig(), model_name="fake", progress=False)
+    return Searcher.from_index(out, FakeEncoder())
+
+
+def test_hybrid_searcher_keeps_the_hit_contract(searcher):
+    hybrid = HybridSearcher(searcher)
+    hits = hybrid.search("red dress", k=5)
+    assert [h.rank for h in hits] == [1, 2, 3, 4, 5]
+    assert len({h.id for h in hits}) == 5
+    page = hybrid.search("red dress", k=2, offset=2)
+    assert [h.id for h in page] == [h.id for h in hits[2:4]]
+    assert search(searcher, "red", k=3, mode="clip") == searcher.search("red", k=3)
+    filtered = search(searcher, "red dress", k=3, filters={"gender": "Women"}, mode="hybrid")
+    assert all(h.attributes["gender"] == "Women" for h in filtered)
+    with pytest.raises(QueryError, match="mode"):
+        hybrid.search("red", mode="fuzzy")

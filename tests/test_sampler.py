@@ -1,0 +1,81 @@
+"""The confusable sampler puts look-alikes in one batch, and every sampler is a pure function of (seed, epoch)."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from stylesearch.sampler import (
+    batch_confusability,
+    confusable_batches,
+    hard_batches,
+    mine_neighbours,
+    plan_batches,
+)
+from stylesearch.train import epoch_batches
+
+
+@pytest.fixture()
+def labelled() -> pd.DataFrame:
+    """Known labels: 3 subCategories x 2 article types x 4 colours x 4 products = 96 rows, shuffled."""
+    rows = []
+    types = {"Dress": ("Dresses", "Nightdress"), "Bottomwear": ("Skirts", "Shorts"),
+             "Shoes": ("Casual Shoes", "Sports Shoes")}
+    for sub, pair in types.items():
+        for article, colour, n in itertools.product(pair, ("Black", "Blue", "Navy Blue", "Red"), range(4)):
+            rows.append({"subCategory": sub, "articleType": article, "baseColour": colour})
+    frame = pd.DataFrame(rows).sample(frac=1, random_state=0).reset_index(drop=True)
+    return frame
+
+
+def test_confusable_batches_hold_one_subcategory_with_mixed_types_and_colours(labelled):
+    batches = confusable_batches(labelled, 16, seed=0, epoch=0)
+    for batch in batches:
+        rows = labelled.iloc[batch]
+        assert rows["subCategory"].nunique() == 1
+        assert rows["articleType"].nunique() == 2  # dress beside nightdress, skirt beside shorts
+        for _, same_type in rows.groupby("articleType"):
+            assert same_type["baseColour"].nunique() == 4  # one type in every colour
+
+
+def test_confusable_batches_are_far_more_confusable_than_random(labelled):
+    random = batch_confusability(labelled, epoch_batches(len(labelled), 16, 0, 0))
+    confusable = batch_confusability(labelled, confusable_batches(labelled, 16, 0, 0))
+    assert confusable["sub_diff_type"] > 2 * random["sub_diff_type"]
+    assert confusable["type_diff_colour"] > 2 * random["type_diff_colour"]
+
+
+def test_every_sampler_uses_each_product_once_and_matches_the_random_batch_count(labelled):
+    random = plan_batches("random", labelled, 10, 3, 1)
+    neighbours = mine_neighbours(np.eye(len(labelled), dtype=np.float32))
+    for batches in (plan_batches("confusable", labelled, 10, 3, 1), hard_batches(neighbours, 10, 3, 1)):
+        assert sorted(i for b in batches for i in b) == list(range(len(labelled)))
+        assert len(batches) == len(random)
+
+
+def test_batches_are_a_pure_function_of_seed_and_epoch(labelled):
+    assert confusable_batches(labelled, 16, 0, 2) == confusable_batches(labelled, 16, 0, 2)
+    assert confusable_batches(labelled, 16, 0, 2) != confusable_batches(labelled, 16, 0, 3)
+    assert plan_batches("random", labelled, 16, 0, 2) == epoch_batches(len(labelled), 16, 0, 2)
+
+
+def test_hard_batches_put_each_anchor_beside_its_nearest_neighbours():
+    # Eight tight pairs of near-identical vectors: mining must find each item's twin.
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(8, 16))
+    vectors = np.repeat(centres, 2, axis=0) + 0.01 * rng.normal(size=(16, 16))
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    neighbours = mine_neighbours(vectors.astype(np.float32), k=3)
+    assert all(neighbours[i, 0] == (i ^ 1) for i in range(16))  # row i's twin is i+1 or i-1
+    for batch in hard_batches(neighbours, 4, seed=0, epoch=0, per_anchor=1):
+        assert {i // 2 for i in batch} == {batch[0] // 2, batch[2] // 2}  # two twin pairs per batch
+
+
+def test_unknown_sampler_is_refused(labelled):
+    from stylesearch.errors import StylesearchError
+
+    with pytest.raises(StylesearchError, match="unknown sampler"):
+        plan_batches("clever", labelled, 16, 0, 0)
