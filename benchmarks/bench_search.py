@@ -7,9 +7,9 @@ Model: the real ViT-B/32 CLIP architecture with random weights (speed needs no t
   minutes), and extrapolates the time for the whole catalogue.
 - 34k: the real catalogue's metadata with --images real vectors and random unit vectors for the
   rest (flat search cost does not depend on the values); end-to-end = text encoding + search + Hit records.
-- 1M: synthetic clustered unit vectors, search only, exact (flat). HNSW is built on --hnsw-n vectors
-  only (its build runs ~500 vectors/s on 2 cores) with recall@10 against exact; ivfpq (its k-means
-  takes minutes on 2 cores) only with --ivfpq N.
+- 1M: synthetic unit vectors with a 32-d intrinsic dimension, search only, exact (flat). HNSW is
+  built on --hnsw-n vectors only (its build runs ~500 vectors/s on 2 cores) with recall@10 against
+  exact; ivfpq (its k-means takes minutes on 2 cores) only with --ivfpq N.
 Prints one markdown table (plus the command line) to paste into docs/search.md.
 """
 
@@ -21,6 +21,8 @@ import platform
 import resource
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import faiss
@@ -44,9 +46,24 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 
 
-def percentiles(seconds: list[float]) -> str:
-    ms = np.asarray(seconds) * 1000
-    return f"{np.percentile(ms, 50):.1f} / {np.percentile(ms, 95):.1f}"
+class Stopwatch:
+    """Wall and process-CPU time per timed call: on a busy shared machine the CPU time is the steadier figure."""
+
+    def __init__(self) -> None:
+        self.wall: list[float] = []
+        self.cpu: list[float] = []
+
+    @contextmanager
+    def timing(self) -> Iterator[None]:
+        wall, cpu = time.perf_counter(), time.process_time()
+        yield
+        self.wall.append(time.perf_counter() - wall)
+        self.cpu.append(time.process_time() - cpu)
+
+    def ms(self) -> str:
+        wall, cpu = np.asarray(self.wall) * 1000, np.asarray(self.cpu) * 1000
+        return (f"{np.percentile(wall, 50):.1f} / {np.percentile(wall, 95):.1f} ms "
+                f"(CPU {np.percentile(cpu, 50):.1f} / {np.percentile(cpu, 95):.1f} ms)")
 
 
 def load_catalogue(path: Path) -> pd.DataFrame:
@@ -65,13 +82,19 @@ def unit(rows: np.ndarray) -> np.ndarray:
     return rows / np.linalg.norm(rows, axis=1, keepdims=True)
 
 
-def clustered(n: int, dim: int, centres: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Unit vectors around random centres: neighbours exist, as in real embeddings (pure noise has none)."""
+def synthetic(n: int, basis: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Unit vectors with a low intrinsic dimension, like real image embeddings (pure noise has no neighbours).
+
+    Each is a Gaussian point in a `len(basis)`-d latent space mapped to the full width by `basis`, plus
+    a little full-width noise.
+    """
+    latent, dim = basis.shape
     out = np.empty((n, dim), np.float32)
     for start in range(0, n, 100_000):
         size = min(100_000, n - start)
-        noise = rng.standard_normal((size, dim), dtype=np.float32) * (0.8 / np.sqrt(dim))
-        out[start : start + size] = unit(centres[rng.integers(0, len(centres), size)] + noise)
+        rows = rng.standard_normal((size, latent), dtype=np.float32) @ basis
+        rows += rng.standard_normal((size, dim), dtype=np.float32) * (0.2 / np.sqrt(dim))
+        out[start : start + size] = unit(rows)
     return out
 
 
@@ -90,14 +113,14 @@ def index_of(vectors_index: faiss.Index, kind: str, n: int, dim: int,
     return EmbeddingIndex(vectors_index, products, manifest, None, exact)
 
 
-def timed_queries(search, vectors: np.ndarray) -> tuple[list[float], list[list[str]]]:
-    times, ids = [], []
+def timed_queries(search, vectors: np.ndarray) -> tuple[Stopwatch, list[list[str]]]:
+    watch, ids = Stopwatch(), []
+    search(vectors[0])  # warm-up
     for vector in vectors:
-        start = time.perf_counter()
-        hits = search(vector)
-        times.append(time.perf_counter() - start)
+        with watch.timing():
+            hits = search(vector)
         ids.append([h.id for h in hits])
-    return times, ids
+    return watch, ids
 
 
 def recall(approx: list[list[str]], exact: list[list[str]]) -> float:
@@ -124,12 +147,13 @@ def main() -> None:
     subset = ProcessedCatalog(frame.iloc[: args.images].reset_index(drop=True), {"catalog_sha256": "bench"},
                               Path("bench"))
     encoder.encode_images(subset.frame["image"].iloc[:2].map(_decode).tolist())  # warm-up
-    start = time.perf_counter()
-    built, _ = EmbeddingIndex.build(subset, encoder, None, cfg, progress=False)
-    build_s = time.perf_counter() - start
-    rate = args.images / build_s
-    rows.append(("index build, ViT-B/32, flat", f"{rate:.1f} images/s ({args.images} real images in {build_s:.0f} s)",
-                 f"{n_cat:,} images ≈ {n_cat / rate / 60:.0f} min (extrapolated)"))
+    build = Stopwatch()
+    with build.timing():
+        built, _ = EmbeddingIndex.build(subset, encoder, None, cfg, progress=False)
+    rate, cpu_rate = args.images / build.wall[0], args.images / build.cpu[0]
+    rows.append(("index build, ViT-B/32, flat", f"{rate:.1f} images/s ({args.images} real images in "
+                 f"{build.wall[0]:.0f} s; {cpu_rate:.1f} images per CPU-second)",
+                 f"{n_cat:,} images ≈ {n_cat / rate / 60:.0f} min at this rate (extrapolated)"))
 
     # 2. End-to-end queries over the 34k catalogue (flat, the default below exact_max).
     rng = np.random.default_rng(0)
@@ -142,34 +166,33 @@ def main() -> None:
     queries = [QUERIES[i % len(QUERIES)] + ("" if i < len(QUERIES) else f" {i}") for i in range(args.queries)]
     searcher.search(queries[0], k=10)  # warm-up
     for label, filters in (("", None), (", filter gender=Women", {"gender": "Women"})):
-        times = []
+        watch = Stopwatch()
         for query in queries:
-            start = time.perf_counter()
-            searcher.search(query, k=10, filters=filters)
-            times.append(time.perf_counter() - start)
-        rows.append((f"query end to end{label}", f"{percentiles(times)} ms p50 / p95",
-                     f"{n_cat:,} products, k=10, text encode + search + hits"))
-    encode = []
+            with watch.timing():
+                searcher.search(query, k=10, filters=filters)
+        rows.append((f"query end to end{label}", watch.ms(), f"{n_cat:,} products, k=10, text encode + search + hits"))
+    encode = Stopwatch()
     for query in queries:
-        start = time.perf_counter()
-        encoder.encode_texts([query])
-        encode.append(time.perf_counter() - start)
-    rows.append(("  of which text encoding", f"{percentiles(encode)} ms p50 / p95", "ViT-B/32 text tower, 1 query"))
+        with encode.timing():
+            encoder.encode_texts([query])
+    rows.append(("  of which text encoding", encode.ms(), "ViT-B/32 text tower, 1 query"))
+    only, _ = timed_queries(lambda v, s=searcher: s.search_vector(v, k=10), vectors[: args.queries])
+    rows.append(("  of which search + hits", only.ms(), f"flat, {n_cat:,} products"))
     rows.append(("peak RSS after the 34k steps", f"{peak_rss_mb():,.0f} MB", "model + catalogue + index"))
     del searcher, vectors, built
 
     # 3. Search only over 1M synthetic vectors: exact (flat) vs ivfpq, and HNSW on a subset.
     dim = encoder.dim
-    centres = unit(rng.standard_normal((args.big // 250, dim), dtype=np.float32))
-    queries_vec = clustered(args.queries, dim, centres, rng)
-    big = clustered(args.big, dim, centres, rng)
+    basis = unit(rng.standard_normal((32, dim), dtype=np.float32))
+    queries_vec = synthetic(args.queries, basis, rng)
+    big = synthetic(args.big, basis, rng)
     flat = faiss.IndexFlatIP(dim)
     flat.add(big)
     del big
     exact_index = index_of(flat, "flat", args.big, dim)
     exact = Searcher(exact_index, VectorOnly(dim))  # type: ignore[arg-type]
     exact_t, exact_ids = timed_queries(lambda v: exact.search_vector(v, k=10), queries_vec)
-    rows.append((f"search only, flat (exact), {args.big:,}", f"{percentiles(exact_t)} ms p50 / p95", "recall@10 1.000"))
+    rows.append((f"search only, flat (exact), {args.big:,}", exact_t.ms(), "recall@10 1.000"))
 
     if args.ivfpq:
         part = exact_index.matrix()[: args.ivfpq]
@@ -180,7 +203,7 @@ def main() -> None:
         part_exact = Searcher(index_of(make_faiss(part, "flat", cfg), "flat", args.ivfpq, dim), VectorOnly(dim))  # type: ignore[arg-type]
         _, part_ids = timed_queries(lambda v: part_exact.search_vector(v, k=10), queries_vec)
         pq_t, pq_ids = timed_queries(lambda v: pq_searcher.search_vector(v, k=10), queries_vec)
-        rows.append((f"search only, ivfpq, {args.ivfpq:,}", f"{percentiles(pq_t)} ms p50 / p95",
+        rows.append((f"search only, ivfpq, {args.ivfpq:,}", pq_t.ms(),
                      f"recall@10 {recall(pq_ids, part_ids):.3f}; nprobe {cfg.ivf_nprobe}, exact re-rank; "
                      f"build {pq_build:.0f} s"))
 
@@ -192,7 +215,7 @@ def main() -> None:
     sub_hnsw = Searcher(index_of(graph, "hnsw", args.hnsw_n, dim), VectorOnly(dim))  # type: ignore[arg-type]
     _, sub_ids = timed_queries(lambda v: sub_exact.search_vector(v, k=10), queries_vec)
     hnsw_t, hnsw_ids = timed_queries(lambda v: sub_hnsw.search_vector(v, k=10), queries_vec)
-    rows.append((f"search only, HNSW, {args.hnsw_n:,}", f"{percentiles(hnsw_t)} ms p50 / p95",
+    rows.append((f"search only, HNSW, {args.hnsw_n:,}", hnsw_t.ms(),
                  f"recall@10 {recall(hnsw_ids, sub_ids):.3f}; M {cfg.hnsw_m}, efSearch {cfg.hnsw_ef_search}; "
                  f"build {args.hnsw_n / hnsw_build:.0f} vectors/s ≈ {args.big / (args.hnsw_n / hnsw_build) / 60:.0f} "
                  f"min for {args.big:,}"))
@@ -200,9 +223,12 @@ def main() -> None:
                  f"{args.big * dim * 4 / 2**30:.1f} GiB of vectors"))
 
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
-    print(f"\n`{' '.join(['python', *sys.argv])}` on {platform.machine()}, {os.cpu_count()} cores (load average "
+    env = " ".join(f"{k}={os.environ[k]}" for k in ("OMP_WAIT_POLICY", "STYLESEARCH_THREADS") if k in os.environ)
+    command = " ".join([*([env] if env else []), "python", *sys.argv])
+    print(f"\n`{command}` on {platform.machine()}, {os.cpu_count()} cores (load average "
           f"{load} at the end), {torch.get_num_threads()} torch threads, {faiss.omp_get_max_threads()} faiss "
           f"threads, torch {torch.__version__}, faiss {faiss.__version__}\n")
+    print("Latencies: wall p50 / p95, then process CPU time p50 / p95 (the steadier figure on a shared machine).\n")
     print("| measure | result | notes |\n| --- | --- | --- |")
     for row in rows:
         print("| " + " | ".join(row) + " |")

@@ -69,12 +69,6 @@ def _align(loaded: LoadedModel, frame, steps: int) -> LoadedModel:
         tokens = processor.tokenizer(list(frame["full_text"]), padding=True, return_tensors="pt")
         image_pooled = model.vision_model(pixel_values=pixels).pooler_output
         text_pooled = model.text_model(**tokens).pooler_output
-        # Random towers map every input near one common direction (items' cosines ~0.99), which no
-        # trained CLIP does and which lets any rounding reorder them. Projecting that direction out
-        # first spreads the embeddings the way training would.
-        for pooled, layer in ((image_pooled, model.visual_projection), (text_pooled, model.text_projection)):
-            mean = pooled.mean(dim=0, keepdim=True)
-            layer.weight.copy_(layer.weight @ (torch.eye(mean.shape[1]) - mean.T @ mean / (mean @ mean.T)))
     groups = torch.tensor(frame["group"].to_numpy().copy())
     same = groups[:, None] == groups[None, :]
     projections = [model.visual_projection.weight, model.text_projection.weight]
@@ -86,8 +80,14 @@ def _align(loaded: LoadedModel, frame, steps: int) -> LoadedModel:
         optimiser.zero_grad()
         loss.backward()
         optimiser.step()
-    for weight in projections:
-        weight.requires_grad_(False)
+    with torch.no_grad():
+        # Random towers put every item near one common direction (cosines ~0.99 between any two), which
+        # no trained CLIP does and which lets any rounding reorder them: project that direction out of
+        # each tower's output so items spread the way training spreads them.
+        for pooled, weight in ((image_pooled, projections[0]), (text_pooled, projections[1])):
+            mean = torch.nn.functional.normalize((pooled @ weight.T).mean(dim=0, keepdim=True), dim=-1)
+            weight.copy_((torch.eye(weight.shape[0]) - mean.T @ mean) @ weight)
+            weight.requires_grad_(False)
     return loaded
 
 
@@ -97,14 +97,20 @@ def frame(processed_dir: Path):
 
 
 @pytest.fixture(scope="module")
-def trained(frame) -> LoadedModel:
-    return align_projections(tiny_model(seed=0), frame)
+def tiny() -> LoadedModel:
+    return tiny_model(seed=0)
 
 
 @pytest.fixture(scope="module")
-def encoders(trained: LoadedModel, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Encoder]:
+def encoders(tiny: LoadedModel, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Encoder]:
+    """The tiny model on every backend, exported once for the module (fp32 and int8)."""
     cache = tmp_path_factory.mktemp("onnx")
-    return {backend: make_encoder(trained, backend, cache_dir=cache, batch_size=16) for backend in BACKENDS}
+    return {backend: make_encoder(tiny, backend, cache_dir=cache, batch_size=16) for backend in BACKENDS}
+
+
+@pytest.fixture(scope="module")
+def trained(frame) -> LoadedModel:
+    return align_projections(tiny_model(seed=0), frame)
 
 
 @pytest.fixture(scope="module")
@@ -112,11 +118,11 @@ def images(frame):
     return [decode_image(b) for b in frame["image"][:40]]
 
 
-def test_every_backend_keeps_the_weights_fingerprint(encoders, trained):
+def test_every_backend_keeps_the_weights_fingerprint(encoders, tiny):
     for encoder in encoders.values():
         assert isinstance(encoder, Encoder)
-        assert encoder.fingerprint == trained.fingerprint
-        assert encoder.dim == trained.model.config.projection_dim
+        assert encoder.fingerprint == tiny.fingerprint
+        assert encoder.dim == tiny.model.config.projection_dim
 
 
 def test_onnx_fp32_text_embeddings_match_torch(encoders):
@@ -153,10 +159,11 @@ def text_to_image_recall_at_10(encoder: Encoder, frame) -> float:
     return recall_at_k(text_rows @ image_rows.T, relevant, (10,))["R@10"]
 
 
-def test_int8_changes_recall_at_10_by_at_most_one_point(encoders, frame):
-    base = text_to_image_recall_at_10(encoders["torch"], frame)
+def test_int8_changes_recall_at_10_by_at_most_one_point(trained, frame, tmp_path):
+    base = text_to_image_recall_at_10(make_encoder(trained, "torch"), frame)
     assert base > 0.3, "the aligned projections should lift recall far above chance (10/158)"
-    assert abs(text_to_image_recall_at_10(encoders["onnx-int8"], frame) - base) <= 0.01
+    int8 = make_encoder(trained, "onnx-int8", cache_dir=tmp_path / "onnx")
+    assert abs(text_to_image_recall_at_10(int8, frame) - base) <= 0.01
 
 
 def test_image_bytes_pipeline_matches_encode_images(encoders, frame, images):
@@ -188,40 +195,40 @@ def exports(monkeypatch, encoders) -> list[Path]:
     return calls
 
 
-def test_export_is_reused_while_the_weights_are_unchanged(trained, exported, exports):
+def test_export_is_reused_while_the_weights_are_unchanged(tiny, exported, exports):
     manifest = (exported / MANIFEST).read_text()
-    assert export_onnx(trained, exported, int8=True) == exported
+    assert export_onnx(tiny, exported, int8=True) == exported
     assert exports == [] and (exported / MANIFEST).read_text() == manifest
 
 
-def test_export_is_rebuilt_when_the_checkpoint_changes(trained, exported):
-    changed = copy.deepcopy(trained)
+def test_export_is_rebuilt_when_the_checkpoint_changes(tiny, exported):
+    changed = copy.deepcopy(tiny)
     with torch.no_grad():
         changed.model.text_projection.weight.mul_(-1.0)  # a "new checkpoint": same shapes, other weights
     assert "checkpoint is now" in stale_reason(exported, changed.fingerprint)
     export_onnx(changed, exported)  # a real export: the new files must run the new weights
     assert json.loads((exported / MANIFEST).read_text())["fingerprint"] == changed.fingerprint
     np.testing.assert_allclose(OnnxEncoder(exported).encode_texts(QUERIES),
-                               -make_encoder(trained, "torch").encode_texts(QUERIES), atol=1e-4)
+                               -make_encoder(tiny, "torch").encode_texts(QUERIES), atol=1e-4)
 
 
-def test_a_corrupt_file_triggers_a_rebuild(trained, exported, exports):
+def test_a_corrupt_file_triggers_a_rebuild(tiny, exported, exports):
     (exported / IMAGE).write_bytes(b"not onnx")
-    assert "sha256" in stale_reason(exported, trained.fingerprint)
-    export_onnx(trained, exported, int8=True)
-    assert len(exports) == 1 and stale_reason(exported, trained.fingerprint, int8=True) is None
+    assert "sha256" in stale_reason(exported, tiny.fingerprint)
+    export_onnx(tiny, exported, int8=True)
+    assert len(exports) == 1 and stale_reason(exported, tiny.fingerprint, int8=True) is None
 
 
-def test_int8_is_added_to_a_fresh_fp32_export_without_reexporting(trained, exported, exports):
+def test_int8_is_added_to_a_fresh_fp32_export_without_reexporting(tiny, exported, exports):
     manifest = json.loads((exported / MANIFEST).read_text())
     for name in INT8.values():
         (exported / name).unlink()
         del manifest["files"][name]
     (exported / MANIFEST).write_text(json.dumps(manifest))
-    assert stale_reason(exported, trained.fingerprint) is None
-    assert "not exported yet" in stale_reason(exported, trained.fingerprint, int8=True)
-    export_onnx(trained, exported, int8=True)
-    assert exports == [] and stale_reason(exported, trained.fingerprint, int8=True) is None
+    assert stale_reason(exported, tiny.fingerprint) is None
+    assert "not exported yet" in stale_reason(exported, tiny.fingerprint, int8=True)
+    export_onnx(tiny, exported, int8=True)
+    assert exports == [] and stale_reason(exported, tiny.fingerprint, int8=True) is None
 
 
 def test_local_checkpoints_cache_next_to_themselves_and_presets_in_the_user_cache(tmp_path, monkeypatch):
@@ -235,9 +242,9 @@ def test_local_checkpoints_cache_next_to_themselves_and_presets_in_the_user_cach
     assert onnx_dir(loaded, "abc") == checkpoint / "onnx"
 
 
-def test_unknown_backend_is_refused_by_name(trained):
+def test_unknown_backend_is_refused_by_name(tiny):
     with pytest.raises(StylesearchError, match="onnx-int8"):
-        make_encoder(trained, "tensorrt")
+        make_encoder(tiny, "tensorrt")
 
 
 def test_torch_backend_is_the_plain_clip_encoder(encoders):

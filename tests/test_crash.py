@@ -244,8 +244,8 @@ def train_args(catalog: Path, out: Path) -> list[str]:
 
 
 def test_sigkill_mid_epoch_then_resume_matches_an_uninterrupted_run(work, catalog, reference_run):
-    run = work / "killed-at-step-5"
-    killed_by_itself(train_args(catalog, run), work / "logs-step", "step:5")
+    run = work / "killed-at-step-4"
+    killed_by_itself(train_args(catalog, run), work / "logs-step", "step:4")
     state = assert_resumable(run / "last")
     assert (state["step"], state["epoch"], state["batch_in_epoch"]) == (3, 0, 3), "the save before the kill"
     resume(run, catalog)
@@ -298,6 +298,7 @@ def test_ctrl_c_saves_a_resumable_last_and_exits_130(work, catalog, reference_ru
     assert_same_training(run, reference_run)
 
 
+@pytest.mark.slow
 @pytest.mark.xfail(strict=True, reason="train.py's Ctrl-C handler saves (epoch, pos) from the loop variables; "
                    "after the epoch-end save these point back into the finished epoch (see docs/reliability.md)")
 def test_ctrl_c_right_after_the_epoch_end_save_does_not_repeat_the_epoch(work, catalog, reference_run,

@@ -123,3 +123,20 @@ def test_hybrid_searcher_keeps_the_hit_contract(searcher):
     assert all(h.attributes["gender"] == "Women" for h in filtered)
     with pytest.raises(QueryError, match="mode"):
         hybrid.search("red", mode="fuzzy")
+
+
+def test_cli_search_takes_a_mode(processed_dir, tmp_path):
+    from typer.testing import CliRunner
+
+    from stylesearch.cli import app
+    from stylesearch.model import ClipEncoder, tiny_model
+
+    EmbeddingIndex.build(processed_dir, ClipEncoder(tiny_model(seed=0)), tmp_path / "idx", model_name="tiny",
+                         progress=False)
+    runner = CliRunner()
+    args = ["search", "red shirt", "--index", str(tmp_path / "idx"), "--model", "tiny", "-k", "3", "--json"]
+    hybrid = runner.invoke(app, [*args, "--mode", "hybrid"])
+    assert hybrid.exit_code == 0, hybrid.output
+    assert len(__import__("json").loads(hybrid.output)["hits"]) == 3
+    wrong = runner.invoke(app, [*args, "--mode", "fuzzy"])
+    assert wrong.exit_code == 2 and "mode" in wrong.output

@@ -25,7 +25,7 @@ def labelled() -> pd.DataFrame:
     types = {"Dress": ("Dresses", "Nightdress"), "Bottomwear": ("Skirts", "Shorts"),
              "Shoes": ("Casual Shoes", "Sports Shoes")}
     for sub, pair in types.items():
-        for article, colour, n in itertools.product(pair, ("Black", "Blue", "Navy Blue", "Red"), range(4)):
+        for article, colour, _n in itertools.product(pair, ("Black", "Blue", "Navy Blue", "Red"), range(4)):
             rows.append({"subCategory": sub, "articleType": article, "baseColour": colour})
     frame = pd.DataFrame(rows).sample(frac=1, random_state=0).reset_index(drop=True)
     return frame
@@ -79,3 +79,41 @@ def test_unknown_sampler_is_refused(labelled):
 
     with pytest.raises(StylesearchError, match="unknown sampler"):
         plan_batches("clever", labelled, 16, 0, 0)
+
+
+def test_resume_replays_hard_batches_and_drawn_text_views_exactly(processed_dir, tmp_path, monkeypatch):
+    import json
+    from dataclasses import replace
+
+    import torch
+    from safetensors.torch import load_file
+
+    import stylesearch.train as train_module
+    from stylesearch.config import TrainConfig
+    from stylesearch.prepare import load_processed
+
+    cfg = TrainConfig(base_model="tiny", lr=1e-3, batch_size=16, epochs=2, warmup_steps=3, patience=5,
+                      save_every_steps=4)
+    cfg = replace(cfg, sampler="hard", text_views="views")
+    catalog = load_processed(processed_dir)
+    full = train_module.train(catalog, cfg, tmp_path / "full")
+    assert sorted(p.name for p in (tmp_path / "full" / "mined").iterdir()) == ["epoch-0.npy", "epoch-1.npy"]
+
+    real_lr_at = train_module.lr_at
+
+    def interrupt_at_step_6(step, **kw):
+        if step == 6:
+            raise KeyboardInterrupt
+        return real_lr_at(step, **kw)
+
+    monkeypatch.setattr(train_module, "lr_at", interrupt_at_step_6)
+    assert train_module.train(catalog, cfg, tmp_path / "cut").stopped == "interrupted"
+    monkeypatch.setattr(train_module, "lr_at", real_lr_at)
+    resumed = train_module.train(catalog, cfg, tmp_path / "cut", resume=True)
+    assert resumed.steps == full.steps
+    a = load_file(tmp_path / "full" / "last" / "model.safetensors")
+    b = load_file(tmp_path / "cut" / "last" / "model.safetensors")
+    assert all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)
+    losses = [[s["loss"] for s in json.loads((tmp_path / r / "history.json").read_text())["steps"]]
+              for r in ("full", "cut")]
+    assert losses[0] == pytest.approx(losses[1], abs=1e-5)

@@ -176,6 +176,7 @@ def test_a_query_longer_than_the_context_is_truncated_with_a_notice(tiny_index: 
         hits = searcher.search(long, k=3)
     assert len(hits) == 3 and "the model reads 77" in (searcher.last_notice or "")
     assert "truncat" in caplog.text or "ignored" in caplog.text
+    assert searcher.truncation_notice(long) == searcher.last_notice
     searcher.search("red shirt", k=3)
     assert searcher.last_notice is None
 

@@ -371,29 +371,42 @@ def test_parse_filters_groups_repeated_keys():
 
 def test_batching_encoder_merges_queries_that_queue_while_the_model_is_busy():
     class SlowEncoder(FakeEncoder):
-        calls: list[int] = []
+        calls: list[tuple[str, int]] = []
 
         def encode_texts(self, texts):
-            self.calls.append(len(texts))
+            self.calls.append(("texts", len(texts)))
             time.sleep(0.05)
             return super().encode_texts(texts)
 
+        def encode_images(self, images):
+            self.calls.append(("images", len(images)))
+            time.sleep(0.05)
+            return super().encode_images(images)
+
     slow = SlowEncoder()
-    batching = BatchingEncoder(slow)
+    batching = BatchingEncoder(slow, max_batch=8)
     names = list(COLOURS)
     results: dict[int, np.ndarray] = {}
 
     def ask(i: int) -> None:
-        results[i] = batching.encode_texts([f"a {names[i % len(names)]} shirt"])
+        if i % 3:
+            results[i] = batching.encode_texts([f"a {names[i % len(names)]} shirt"])
+        else:
+            results[i] = batching.encode_images([Image.new("RGB", (8, 8), COLOURS[names[i % len(names)]])])
 
-    threads = [threading.Thread(target=ask, args=(i,)) for i in range(12)]
+    threads = [threading.Thread(target=ask, args=(i,)) for i in range(24)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    for i in range(12):
-        np.testing.assert_array_equal(results[i], FakeEncoder().encode_texts([f"a {names[i % len(names)]} shirt"]))
-    assert sum(slow.calls) == 12 and len(slow.calls) < 12  # some queries shared a forward pass
+    for i in range(24):
+        colour = names[i % len(names)]
+        want = FakeEncoder().encode_texts([f"a {colour} shirt"]) if i % 3 else \
+            FakeEncoder().encode_images([Image.new("RGB", (8, 8), COLOURS[colour])])
+        np.testing.assert_array_equal(results[i], want)
+    assert sum(n for kind, n in slow.calls if kind == "texts") == 16
+    assert sum(n for kind, n in slow.calls if kind == "images") == 8
+    assert len(slow.calls) < 24 and max(n for _, n in slow.calls) <= 8  # passes were shared, within the cap
     assert batching.fingerprint == FakeEncoder.fingerprint and batching.dim == FakeEncoder.dim
 
 
@@ -503,3 +516,46 @@ def test_serve_command_loads_once_binds_loopback_and_prints_the_url(processed_di
     finally:
         proc.terminate()
         proc.wait(30)
+
+
+def test_batching_encoder_is_safe_for_concurrent_queries_with_a_real_tokenizer(tiny):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from stylesearch.model import ClipEncoder
+
+    plain = ClipEncoder(tiny)
+    batching = BatchingEncoder(ClipEncoder(tiny))
+    texts = [f"{c} shirt " + "very " * (i % 40) for i, c in enumerate(list(COLOURS) * 4)]
+
+    def ask(text: str) -> tuple[int, np.ndarray]:
+        return batching.token_count(text), batching.encode_texts([text])[0]
+
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(ask, texts))
+    for text, (tokens, vector) in zip(texts, answers, strict=True):
+        assert tokens == plain.token_count(text)
+        np.testing.assert_allclose(vector, plain.encode_texts([text])[0], atol=1e-4)
+
+
+def test_long_queries_get_a_truncation_notice(searcher, tiny):
+    from stylesearch.model import ClipEncoder
+
+    class Words:  # the tiny CLIP's tokenizer and limit in front of the fake encoder's vectors
+        def __init__(self):
+            self.clip, self.fake = ClipEncoder(tiny), FakeEncoder()
+            self.dim, self.fingerprint, self.max_tokens = self.fake.dim, self.fake.fingerprint, self.clip.max_tokens
+
+        def token_count(self, text):
+            return self.clip.token_count(text)
+
+        def encode_texts(self, texts):
+            return self.fake.encode_texts(texts)
+
+        def encode_images(self, images):
+            return self.fake.encode_images(images)
+
+    long_searcher = Searcher(searcher.index, Words())
+    client = TestClient(create_app(long_searcher, ServeConfig()))
+    assert client.get("/api/search", params={"q": "red shirt"}).json()["notice"] is None
+    body = client.get("/api/search", params={"q": "red " + "t-shirt " * 60}).json()  # ~180 tokens, 484 chars
+    assert "77" in body["notice"] and body["hits"][0]["attributes"]["baseColour"] == "Red"

@@ -52,6 +52,8 @@ def search_command(
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
     model: str | None = typer.Option(None, "--model", "-m", help="Defaults to the model named in the index."),
     offset: int = typer.Option(0, "--offset", min=0, help="Skip this many results (paging)."),
+    mode: str = typer.Option("clip", "--mode", help="clip | hybrid (CLIP fused with BM25 and query attributes; "
+                             "text queries only). See docs/quality.md."),
 ) -> None:
     """Search an index by words, by a picture (--image) or by a catalogue item (--like)."""
     chosen = [x for x in (query, image, like) if x is not None]
@@ -67,7 +69,9 @@ def search_command(
     elif like is not None:
         hits = searcher.similar(like, k, wanted, offset)
     else:
-        hits = searcher.search(str(query), k, wanted, offset)
+        from stylesearch.hybrid import search as search_in_mode
+
+        hits = search_in_mode(searcher, str(query), k, wanted, offset, mode=mode)
     _show(hits, searcher, as_json, title=str(query if query is not None else image or f"like {like}"),
           filters=wanted, k=k)
 

@@ -199,7 +199,30 @@ class EmbeddingIndex:
         known.update(zip([s for s, _ in todo], fresh, strict=True))
         vectors = np.stack([known[s] for s in shas]).astype(np.float32) if shas \
             else np.zeros((0, encoder.dim), np.float32)
+        index = cls.from_vectors(catalog, vectors, encoder, out, cfg, model_name=model_name)
+        if work is not None:
+            shutil.rmtree(work, ignore_errors=True)
+            remove_if_empty(work.parent)
+        report = IndexReport(count=len(frame), kind=index.kind, embedded=len(todo) - from_chunks,
+                             reused=len(frame) - len(todo) + from_chunks, seconds=time.perf_counter() - started)
+        if previous is not None:
+            report.update = True
+            report.added, report.changed, report.removed = _diff(previous.products, index.products)
+        return index, report
 
+    # --- precomputed vectors (stylesearch.ray_index embeds on a Ray cluster, then saves through here) --
+
+    @classmethod
+    def from_vectors(cls, catalog: ProcessedCatalog, vectors: np.ndarray, encoder: Encoder,
+                     out: Path | str | None = None, cfg: IndexConfig = IndexConfig(), *,
+                     model_name: str | None = None) -> EmbeddingIndex:
+        """An index over vectors embedded elsewhere (row i is catalogue row i), saved exactly as `build` saves.
+
+        `encoder` only describes the model (fingerprint, preprocessing) for the manifest; nothing is embedded.
+        """
+        frame = catalog.frame.reset_index(drop=True)
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32).reshape(len(frame), encoder.dim)
+        shas = frame["image_sha256"].astype(str).tolist()
         kind = resolve_kind(cfg, len(frame))
         products = frame[[c for c in PRODUCT_COLUMNS if c in frame.columns]].copy()
         products["id"] = products["id"].astype(str)
@@ -207,19 +230,10 @@ class EmbeddingIndex:
         products["content_sha256"] = [content_hash(s, r) for s, (_, r) in zip(shas, products.iterrows(), strict=True)]
         images = pd.DataFrame({"id": products["id"], "image": frame["image"]})
         manifest = _manifest(catalog, encoder, model_name, kind, cfg, vectors.shape)
-        index = cls(make_faiss(vectors, kind, cfg), products, manifest, None,
-                    vectors if kind == "ivfpq" else None)
+        index = cls(make_faiss(vectors, kind, cfg), products, manifest, None, vectors if kind == "ivfpq" else None)
         if out is not None:
             index.save(Path(out), images=images)
-        if work is not None:
-            shutil.rmtree(work, ignore_errors=True)
-            remove_if_empty(work.parent)
-        report = IndexReport(count=len(frame), kind=kind, embedded=len(todo) - from_chunks,
-                             reused=len(frame) - len(todo) + from_chunks, seconds=time.perf_counter() - started)
-        if previous is not None:
-            report.update = True
-            report.added, report.changed, report.removed = _diff(previous.products, products)
-        return index, report
+        return index
 
     @classmethod
     def update(cls, path: Path | str, catalog: ProcessedCatalog | Path | str, encoder: Encoder,

@@ -30,8 +30,8 @@ def interpolate(base: LoadedModel, fine_tuned: LoadedModel, alpha: float) -> Loa
     base_state, tuned_state = base.model.state_dict(), fine_tuned.model.state_dict()
     if base_state.keys() != tuned_state.keys():
         missing = sorted(base_state.keys() ^ tuned_state.keys())[:3]
-        raise ManifestMismatchError(f"the base and fine-tuned models differ in architecture (e.g. {', '.join(missing)}); "
-                                    "WiSE-FT needs the checkpoint the fine-tune started from")
+        raise ManifestMismatchError(f"the base and fine-tuned models differ in architecture (e.g. "
+                                    f"{', '.join(missing)}); WiSE-FT needs the checkpoint the fine-tune started from")
     mixed = {}
     for name, tuned in tuned_state.items():
         start = base_state[name]

@@ -58,7 +58,7 @@ class ClipPreprocess:
 
     def crop_uint8(self, image: Image.Image) -> torch.Tensor:
         """Resize and centre-crop one image: (3, height, width) uint8, still in 0..255."""
-        return self._geometry(_to_uint8_chw(image))
+        return _centre_crop(self._resize(_to_uint8_chw(image)), self.crop)
 
     def normalise(self, crops: torch.Tensor) -> torch.Tensor:
         """uint8 crops (n, 3, h, w) to float32 model input; rescale and normalise fused in one step."""
@@ -85,16 +85,26 @@ class ClipPreprocess:
         return self.normalise(crops)
 
     @property
-    def _geometry(self) -> v2.Compose:
+    def _resize(self) -> v2.Resize:
         # Resizing uint8 keeps torchvision on its fast antialiased path, the one the processor takes.
-        cached = self.__dict__.get("_cached_geometry")
+        cached = self.__dict__.get("_cached_resize")
         if cached is None:
-            cached = v2.Compose([
-                v2.Resize(self.shortest_edge, interpolation=v2.InterpolationMode.BICUBIC, antialias=True),
-                v2.CenterCrop(self.crop),
-            ])
-            object.__setattr__(self, "_cached_geometry", cached)  # frozen dataclass: build once, keep
+            cached = v2.Resize(self.shortest_edge, interpolation=v2.InterpolationMode.BICUBIC, antialias=True)
+            object.__setattr__(self, "_cached_resize", cached)  # frozen dataclass: build once, keep
         return cached
+
+
+def _centre_crop(image: torch.Tensor, crop: tuple[int, int]) -> torch.Tensor:
+    # The processor's offsets: int((h - ch) / 2) rounds an odd margin down, where torchvision's
+    # CenterCrop rounds it half-to-even (one pixel off on e.g. a 33x101 photo).
+    height, width = image.shape[-2:]
+    crop_h, crop_w = crop
+    if crop_h > height or crop_w > width:  # only when crop > shortest edge: pad with black, as the processor does
+        pad_w, pad_h = max(crop_w - width, 0), max(crop_h - height, 0)
+        image = torch.nn.functional.pad(image, (pad_w // 2, (pad_w + 1) // 2, pad_h // 2, (pad_h + 1) // 2))
+        height, width = image.shape[-2:]
+    top, left = int((height - crop_h) / 2.0), int((width - crop_w) / 2.0)
+    return image[..., top : top + crop_h, left : left + crop_w]
 
 
 def _to_uint8_chw(image: Image.Image) -> torch.Tensor:

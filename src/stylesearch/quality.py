@@ -69,7 +69,8 @@ def attribute_queries(frame: pd.DataFrame, *, seed: int = 0, per_template: int =
 
 def relevance(frame: pd.DataFrame, queries: Sequence[AttributeQuery]) -> np.ndarray:
     """(queries, products) bool: the product has every attribute the query names."""
-    columns = {c: frame[c].astype("string").fillna("").to_numpy() for c in frame.columns}
+    needed = {c for q in queries for c, _ in q.attributes}
+    columns = {c: frame[c].astype("string").fillna("").to_numpy() for c in needed}
     rel = np.ones((len(queries), len(frame)), bool)
     for q, query in enumerate(queries):
         for column, value in query.attributes:
@@ -114,7 +115,8 @@ def lookalike_pairs(frame: pd.DataFrame, *, min_items: int = 10) -> list[tuple[s
 def _names_overlap(a: str, b: str) -> bool:
     ka, kb = "".join(tokens(a)), "".join(tokens(b))
     wa, wb = set(tokens(a)), set(tokens(b))
-    return bool(ka in kb or kb in ka or wa & wb - {"and"})
+    # "nightdress" ends with "dress"; "capri" merely starts with "cap", which is no look-alike
+    return bool(ka.endswith(kb) or kb.endswith(ka) or wa & wb - {"and"})
 
 
 def value_queries(frame: pd.DataFrame, column: str, value: str, *, min_matches: int = 3) -> list[str]:

@@ -158,14 +158,21 @@ class Searcher:
         if not isinstance(query, str) or not query.strip():
             raise QueryError("empty query: type some words to search for (e.g. 'blue jeans')")
         query = " ".join(query.split())
-        limit = getattr(self.encoder, "max_tokens", None)
-        if limit is not None and hasattr(self.encoder, "token_count"):
-            tokens = self.encoder.token_count(query)
-            if tokens > limit:
-                self.last_notice = (f"query is {tokens} tokens but the model reads {limit}; "
-                                    f"searched with the first {limit} (the rest was ignored)")
-                log.warning(self.last_notice)
+        self.last_notice = self.truncation_notice(query)
+        if self.last_notice:
+            log.warning(self.last_notice)
         return np.asarray(self.encoder.encode_texts([query]), np.float32)[0]
+
+    def truncation_notice(self, query: str) -> str | None:
+        """What `last_notice` will say about `query`, without state (for servers answering in parallel)."""
+        limit = getattr(self.encoder, "max_tokens", None)
+        if limit is None or not hasattr(self.encoder, "token_count"):
+            return None
+        tokens = self.encoder.token_count(" ".join(query.split()))
+        if tokens <= limit:
+            return None
+        return (f"query is {tokens} tokens but the model reads {limit}; "
+                f"searched with the first {limit} (the rest was ignored)")
 
     def rows_matching(self, filters: Filters | None) -> np.ndarray | None:
         """Row numbers that satisfy every filter (None when there are no filters)."""

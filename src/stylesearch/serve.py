@@ -21,7 +21,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib import resources
 from typing import Any, TypeVar
 
@@ -467,31 +467,32 @@ async def _no_body() -> Message:
 
 @dataclass
 class _Job:
-    texts: list[str]
+    kind: str  # "texts" or "images": only jobs of one kind share a forward pass
+    items: list[Any]
     result: np.ndarray | None = None
     error: BaseException | None = None
     done: bool = False
-    rows: list[int] = field(default_factory=list)
 
 
 class BatchingEncoder:
-    """Wrap an `Encoder` so text queries arriving while the model is busy are encoded in one call.
+    """Wrap an `Encoder` so queries arriving while the model is busy are encoded in one call.
 
     No timer: the first caller encodes alone at once; whoever queues during that pass is taken
-    together by the next caller to get the model. So a lone query waits for nothing.
+    together (oldest first, same kind, up to `max_batch`) by the next caller to get the model. So a
+    lone query waits for nothing, and under load the batch grows by itself.
     """
 
     def __init__(self, inner: Any, max_batch: int = MAX_BATCH):
         self.inner = inner
         self.dim = inner.dim
         self.fingerprint = inner.fingerprint
-        self.max_batch = max_batch
+        self.max_batch = max(1, max_batch)
         self._queue_lock = threading.Lock()
-        self._model_lock = threading.Lock()
+        self._model_lock = threading.Lock()  # one forward pass at a time: torch already uses every core
         self._pending: list[_Job] = []
         self._count_lock = threading.Lock()
         self._counter: Any = None
-        self.batch_sizes: Counter[int] = Counter()  # texts per encoder call, for the benchmark
+        self.batch_sizes: Counter[int] = Counter()  # texts per text-encoder call, for the benchmark
 
     def __getattr__(self, name: str) -> Any:  # max_tokens, name, ...
         if name.startswith("_"):
@@ -508,39 +509,54 @@ class BatchingEncoder:
                 return int(self.inner.token_count(text))
             return len(self._counter(text, truncation=False)["input_ids"])
 
-    def encode_images(self, images: Sequence[Any]) -> np.ndarray:
-        with self._model_lock:
-            return self.inner.encode_images(images)
-
     def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
-        job = _Job(list(texts))
+        return self._encode("texts", texts)
+
+    def encode_images(self, images: Sequence[Any]) -> np.ndarray:
+        return self._encode("images", images)
+
+    def _encode(self, kind: str, items: Sequence[Any]) -> np.ndarray:
+        job = _Job(kind, list(items))
         with self._queue_lock:
             self._pending.append(job)
         while True:
             with self._model_lock:
                 if job.done:
                     break
-                with self._queue_lock:
-                    batch, taken = [], 0
-                    while self._pending and (not batch or taken + len(self._pending[0].texts) <= self.max_batch):
-                        batch.append(self._pending.pop(0))
-                        taken += len(batch[-1].texts)
-                self._run(batch)
+                # Not done, so still queued: only a holder of the model lock takes jobs, and finishes them.
+                self._run(self._take())
         if job.error is not None:
             raise job.error
         assert job.result is not None
         return job.result
 
+    def _take(self) -> list[_Job]:
+        with self._queue_lock:
+            kind = self._pending[0].kind
+            batch: list[_Job] = []
+            rest: list[_Job] = []
+            taken = 0
+            for job in self._pending:
+                if job.kind == kind and (not batch or taken + len(job.items) <= self.max_batch):
+                    batch.append(job)
+                    taken += len(job.items)
+                else:
+                    rest.append(job)
+            self._pending = rest
+            return batch
+
     def _run(self, batch: list[_Job]) -> None:
-        texts = [t for j in batch for t in j.texts]
+        items = [item for job in batch for item in job.items]
+        encode = self.inner.encode_texts if batch[0].kind == "texts" else self.inner.encode_images
         try:
-            vectors = self.inner.encode_texts(texts) if texts else np.zeros((0, self.dim), np.float32)
+            vectors = encode(items) if items else np.zeros((0, self.dim), np.float32)
         except BaseException as err:  # every caller in the batch sees the failure
-            for j in batch:
-                j.error, j.done = err, True
+            for job in batch:
+                job.error, job.done = err, True
             return
-        self.batch_sizes[len(texts)] += 1
+        if batch[0].kind == "texts":
+            self.batch_sizes[len(items)] += 1
         start = 0
-        for j in batch:
-            j.result, j.done = vectors[start : start + len(j.texts)], True
-            start += len(j.texts)
+        for job in batch:
+            job.result, job.done = vectors[start : start + len(job.items)], True
+            start += len(job.items)
