@@ -1,7 +1,7 @@
 """Bounded load test of `stylesearch serve` over loopback: N clients, a fixed number of requests.
 
     .venv/bin/python benchmarks/load_test.py                     # defaults: 8 clients, ViT-B/32 random weights
-    .venv/bin/python benchmarks/load_test.py --clients 32 --text-requests 800 --variants 16x16,1x4
+    .venv/bin/python benchmarks/load_test.py --clients 32 --variants 16x16 --index /tmp/load-index
 
 It builds a small drawn catalogue and its index with the ViT-B/32 architecture (random weights: speed
 needs no trained values), starts the server in a subprocess exactly as `stylesearch serve` runs it
@@ -17,6 +17,7 @@ import io
 import itertools
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -74,11 +75,11 @@ def serve(index: Path, port: int, threads: int, max_batch: int) -> None:
     sock = bind("127.0.0.1", port)
 
     def report(*_: object) -> None:  # uvicorn re-raises SIGTERM after its shutdown; say what was batched first
-        sizes = searcher.encoder.batch_sizes
-        calls = sum(sizes.values())
-        mean = sum(k * v for k, v in sizes.items()) / max(calls, 1)
-        print(f"server {threads}x{max_batch}: {calls} text encoder calls, {mean:.2f} queries per call, "
-              f"sizes {dict(sorted(sizes.items()))}", file=sys.stderr, flush=True)
+        for kind, sizes in searcher.encoder.batch_sizes.items():
+            calls = sum(sizes.values())
+            mean = sum(k * v for k, v in sizes.items()) / max(calls, 1)
+            print(f"server {threads}x{max_batch}: {calls} {kind} encoder calls, {mean:.2f} queries per call",
+                  file=sys.stderr, flush=True)
         sys.exit(0)
 
     signal.signal(signal.SIGTERM, report)
@@ -180,7 +181,8 @@ def main() -> None:
     parser.add_argument("--text-requests", type=int, default=400)
     parser.add_argument("--image-requests", type=int, default=60)
     parser.add_argument("--products", type=int, default=300, help="size of the drawn catalogue to index")
-    parser.add_argument("--variants", default="16x16,4x4,4x1",
+    parser.add_argument("--index", type=Path, help="reuse this index directory (built there if missing)")
+    parser.add_argument("--variants", default="16x16,16x1",
                         help="server settings to compare, as SEARCH_THREADS x MAX_BATCH (first is the default)")
     parser.add_argument("--k", type=int, default=24, help="results per request, as the page asks")
     parser.add_argument("--serve", type=Path, help=argparse.SUPPRESS)
@@ -198,8 +200,13 @@ def main() -> None:
           f"({torch.get_num_threads()} threads), load average {os.getloadavg()[0]:.1f}", flush=True)
     with tempfile.TemporaryDirectory(prefix="stylesearch-load-") as tmp:
         started = time.perf_counter()
-        index = build_index(Path(tmp), args.products)
-        print(f"index of {args.products} products built in {time.perf_counter() - started:.0f} s", flush=True)
+        if args.index and (args.index / "manifest.json").is_file():
+            index = args.index
+        else:
+            index = build_index(Path(tmp), args.products)
+            if args.index:
+                shutil.copytree(index, args.index)
+            print(f"index of {args.products} products built in {time.perf_counter() - started:.0f} s", flush=True)
         photos = upload_images(index)
         texts = queries(max(args.text_requests, 1) + 8)
 
@@ -211,14 +218,12 @@ def main() -> None:
             return await client.post("/api/search/image", params={"k": args.k}, files=files)
 
         results = []
-        for n, variant in enumerate(args.variants.split(",")):
+        for variant in args.variants.split(","):
             threads, max_batch = (int(x) for x in variant.split("x"))
             port = free_port()
             proc = start_server(index, port, threads, max_batch)
             try:
-                # Pictures are not batched, so only the first (default) variant runs them.
-                for name, request, total in [("text", text, args.text_requests),
-                                             ("image", image, args.image_requests if n == 0 else 0)]:
+                for name, request, total in [("text", text, args.text_requests), ("image", image, args.image_requests)]:
                     if total <= 0:
                         continue
                     before = rss_mb(proc.pid)

@@ -354,6 +354,9 @@ def test_unexpected_errors_are_a_plain_500_without_a_trace(searcher):
         def count(self, filters=None):
             return 0
 
+        def facets(self, query=None, filters=None, top=200):
+            return {}
+
     client = TestClient(create_app(Broken(), ServeConfig()), raise_server_exceptions=False)
     r = client.get("/api/search", params={"q": "red"})
     assert r.status_code == 500 and r.json() == {"detail": "internal error"}

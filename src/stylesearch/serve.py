@@ -15,7 +15,6 @@ from __future__ import annotations
 import copy
 import hashlib
 import logging
-import math
 import re
 import threading
 import time
@@ -33,7 +32,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from stylesearch.api_models import ErrorOut, FacetsOut, HealthOut, HitOut, IndexInfo, ProductOut, SearchOut
+from stylesearch.api_models import ErrorOut, FacetsOut, HealthOut, HitOut, ProductOut, SearchOut
 from stylesearch.config import ServeConfig
 from stylesearch.errors import CatalogError, QueryError, StylesearchError
 from stylesearch.images import decode_image
@@ -125,9 +124,9 @@ def create_app(searcher: Any, cfg: ServeConfig = ServeConfig(), *,
             return hits, searcher.count(filters or None), notice
 
         hits, total, notice = await pool.run(work)
-        return SearchOut(query=query, hits=[_hit_out(h) for h in hits], k=k, offset=offset, total=total,
+        return SearchOut(query=query, hits=[HitOut.of(h) for h in hits], k=k, offset=offset, total=total,
                          has_more=offset + len(hits) < total, took_ms=_ms(start), notice=notice,
-                         filters={c: [str(v) for v in _listed(v)] for c, v in _given(request, columns).items()})
+                         filters=_given(request, columns))
 
     @app.get("/api/search", response_model=SearchOut, responses=ERRORS, openapi_extra=filter_docs,
              summary="Search by text", tags=["search"])
@@ -156,7 +155,7 @@ def create_app(searcher: Any, cfg: ServeConfig = ServeConfig(), *,
     @app.get("/api/products/{product_id}", response_model=ProductOut, responses=ERRORS, tags=["products"],
              summary="One product")
     async def product(product_id: str = Path(..., max_length=128)) -> ProductOut:
-        return _product_out(await light.run(lambda: lookup(searcher, product_id)))
+        return ProductOut.of(await light.run(lambda: lookup(searcher, product_id)))
 
     @app.get("/api/products/{product_id}/similar", response_model=SearchOut, responses=ERRORS,
              openapi_extra=filter_docs, tags=["search"], summary="More like this product")
@@ -190,14 +189,7 @@ def create_app(searcher: Any, cfg: ServeConfig = ServeConfig(), *,
 
     @app.get("/healthz", response_model=HealthOut, tags=["service"], summary="Model and index in use")
     async def healthz() -> HealthOut:
-        m = dict(getattr(searcher, "manifest", {}) or {})
-        model = m.get("model") if isinstance(m.get("model"), dict) else {"name": m.get("model")}
-        index = m.get("index") if isinstance(m.get("index"), dict) else {"kind": m.get("index")}
-        created = m.get("created_at")
-        return HealthOut(model=_opt_str(model.get("name")), fingerprint=_opt_str(model.get("fingerprint")),
-                         index=IndexInfo(count=m.get("count"), dim=m.get("dim"), kind=_opt_str(index.get("kind")),
-                                         created_at=_opt_str(created)),
-                         filter_columns=columns)
+        return HealthOut.of(getattr(searcher, "manifest", {}) or {}, columns)
 
     @app.get("/", include_in_schema=False)
     async def page() -> Response:
@@ -299,42 +291,6 @@ def _given(request: Request, columns: Sequence[str]) -> dict[str, list[str]]:
         if key in columns:
             out.setdefault(key, []).append(value.strip())
     return out
-
-
-def _listed(value: Any) -> list[Any]:
-    return list(value) if isinstance(value, list) else [value]
-
-
-def _field(obj: Any, name: str, default: Any = None) -> Any:
-    return obj.get(name, default) if isinstance(obj, Mapping) else getattr(obj, name, default)
-
-
-def _plain(value: Any) -> str | int | None:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return None
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    return value if isinstance(value, int | str) else str(value)
-
-
-def _product_out(obj: Any) -> ProductOut:
-    pid = str(_field(obj, "id"))
-    attrs = _field(obj, "attributes") or {}
-    return ProductOut(id=pid, title=str(_field(obj, "title", "")), image_url=f"/images/{pid}",
-                      attributes={str(k): _plain(v) for k, v in dict(attrs).items()})
-
-
-def _hit_out(hit: Any) -> HitOut:
-    base = _product_out(hit)
-    score = float(_field(hit, "score", 0.0))
-    return HitOut(**base.model_dump(), rank=int(_field(hit, "rank", 0)),
-                  score=round(score, 3) if math.isfinite(score) else 0.0)
-
-
-def _opt_str(value: Any) -> str | None:
-    return None if value is None else str(value)
 
 
 def _ms(start: float) -> float:
@@ -492,7 +448,7 @@ class BatchingEncoder:
         self._pending: list[_Job] = []
         self._count_lock = threading.Lock()
         self._counter: Any = None
-        self.batch_sizes: Counter[int] = Counter()  # texts per text-encoder call, for the benchmark
+        self.batch_sizes: dict[str, Counter[int]] = {"texts": Counter(), "images": Counter()}  # for the benchmark
 
     def __getattr__(self, name: str) -> Any:  # max_tokens, name, ...
         if name.startswith("_"):
@@ -554,8 +510,7 @@ class BatchingEncoder:
             for job in batch:
                 job.error, job.done = err, True
             return
-        if batch[0].kind == "texts":
-            self.batch_sizes[len(items)] += 1
+        self.batch_sizes[batch[0].kind][len(items)] += 1
         start = 0
         for job in batch:
             job.result, job.done = vectors[start : start + len(job.items)], True
