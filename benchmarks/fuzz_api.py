@@ -5,7 +5,9 @@
 
 It starts a real `stylesearch serve` on 127.0.0.1 (tiny model, drawn catalogue), then runs
 `schemathesis run` against http://127.0.0.1:PORT/openapi.json with the examples, coverage (boundary
-and invalid values derived from the schema) and fuzzing phases, in positive and negative modes. The
+and invalid values derived from the schema) and fuzzing phases, in positive and negative modes; half
+the generated product ids are real ones (a schemathesis dictionary), so the product, similar and
+image endpoints are fuzzed past their 404. The
 check that must pass is `not_a_server_error`; the server's own log is also scanned for 5xx lines
 and tracebacks. Needs `pip install -e .[dev]` (schemathesis).
 """
@@ -25,9 +27,21 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from live_server import build_index, server_errors_in_log, serving  # noqa: E402
 
 
-def schemathesis_command() -> list[str]:
+def schemathesis_command(config: Path) -> list[str]:
     found = shutil.which("schemathesis") or str(Path(sys.executable).with_name("schemathesis"))
-    return [found]
+    return [found, "--config-file", str(config)]
+
+
+def write_config(index: Path, out: Path) -> Path:
+    """Half the time a product id is a real one, so /similar and /images get past the 404 and their
+    query parameters are fuzzed too; the other half it is generated from the schema."""
+    import pandas as pd
+
+    ids = pd.read_parquet(index / "products.parquet", columns=["id"])["id"].astype(str).tolist()[:50]
+    config = out / "schemathesis.toml"
+    config.write_text("[dictionaries.product_ids]\nvalues = [" + ", ".join(json.dumps(i) for i in ids) + "]\n\n"
+                      '[parameters]\n"path.product_id" = { dictionary = "product_ids", probability = 0.5 }\n')
+    return config
 
 
 def main() -> int:
@@ -46,9 +60,10 @@ def main() -> int:
         workdir = args.workdir or Path(tmp)
         workdir.mkdir(parents=True, exist_ok=True)
         index = build_index(workdir, products=args.products)
+        config = write_config(index, args.out)
         log = args.out / "server.log"
         with serving(index, log=log) as (base, _):
-            command = [*schemathesis_command(), "run", f"{base}/openapi.json", "--checks", args.checks,
+            command = [*schemathesis_command(config), "run", f"{base}/openapi.json", "--checks", args.checks,
                        "--phases", "examples,coverage,fuzzing", "--mode", "all",
                        "--max-examples", str(args.max_examples), "--seed", str(args.seed), "--workers", "1",
                        "--generation-database", "none", "--request-timeout", "60", "--no-color",

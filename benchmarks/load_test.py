@@ -184,6 +184,7 @@ def main() -> None:
     parser.add_argument("--index", type=Path, help="reuse this index directory (built there if missing)")
     parser.add_argument("--variants", default="16x16,16x1",
                         help="server settings to compare, as SEARCH_THREADS x MAX_BATCH (first is the default)")
+    parser.add_argument("--rounds", type=int, default=1, help="repeat the scenarios on the same server (memory)")
     parser.add_argument("--k", type=int, default=24, help="results per request, as the page asks")
     parser.add_argument("--serve", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
@@ -223,7 +224,8 @@ def main() -> None:
             port = free_port()
             proc = start_server(index, port, threads, max_batch)
             try:
-                for name, request, total in [("text", text, args.text_requests), ("image", image, args.image_requests)]:
+                plan = [("text", text, args.text_requests), ("image", image, args.image_requests)] * args.rounds
+                for name, request, total in plan:
                     if total <= 0:
                         continue
                     before = rss_mb(proc.pid)

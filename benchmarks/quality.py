@@ -11,7 +11,8 @@ Stages (each skipped when its output exists, so a killed run resumes):
   4. evaluation on the 3,228-product test split: title recall, attribute P@10 (queries from held-out
      metadata), look-alike confusion, zero-shot type accuracy; hybrid search on the control's CLIP
      scores; WiSE-FT at alpha 0.5 and an alpha sweep; then an HTML report of the control.
-Results: <work>/results.json, <work>/results.md, <work>/report/report.html.
+  5. a paired bootstrap (same queries) of each variant against the control.
+Results: <work>/results.json, <work>/results.md, <work>/paired.json, <work>/report/report.html.
 """
 
 from __future__ import annotations
@@ -102,6 +103,51 @@ def evaluate_all(full: Path, work: Path, alpha: float, sweep: list[float]) -> di
     return out
 
 
+def paired_bootstrap(full: Path, work: Path, resamples: int = 2000) -> dict[str, list[float]]:
+    """Each variant minus the control over the same queries: mean difference and a 95% bootstrap interval."""
+    import numpy as np
+
+    from stylesearch.evaluate import embed
+    from stylesearch.model import ClipEncoder, load_model
+    from stylesearch.prepare import load_processed
+    from stylesearch.quality import (
+        attribute_queries,
+        clip_rankings,
+        lookalike_pairs,
+        precision_from_rankings,
+        relevance,
+        value_queries,
+    )
+
+    test = load_processed(full).split("test").reset_index(drop=True)
+    queries = attribute_queries(test, seed=0)
+    rel = relevance(test, queries)
+    pairs = [p for p in lookalike_pairs(test) if p[0] == "articleType"]
+    types = test["articleType"].astype(str).to_numpy()
+    per = {}
+    for name in VARIANTS:
+        encoder = ClipEncoder(load_model(str(work / "runs" / name / "best")))
+        images = embed(encoder, test).image
+        precision = precision_from_rankings(clip_rankings(encoder.encode_texts([q.text for q in queries]), images), rel)
+        confusion = []
+        for _, a, b in pairs:
+            for x, y in ((a, b), (b, a)):
+                tops = clip_rankings(encoder.encode_texts(value_queries(test, "articleType", x)), images)
+                confusion.append(np.mean([(types[t] == y).any() for t in tops]))
+        per[name] = (precision, np.array(confusion))
+    rng = np.random.default_rng(0)
+    out = {}
+    for name in [v for v in VARIANTS if v != "control"]:
+        for i, metric in enumerate(("attribute P@10", "type look-alike confusion")):
+            diff = per[name][i] - per["control"][i]
+            boots = [diff[rng.integers(0, len(diff), len(diff))].mean() for _ in range(resamples)]
+            out[f"{name} {metric}"] = [float(diff.mean()), *np.percentile(boots, [2.5, 97.5]).tolist(), len(diff)]
+            print(f"{name} {metric}: {diff.mean():+.4f} [{out[f'{name} {metric}'][1]:+.4f}, "
+                  f"{out[f'{name} {metric}'][2]:+.4f}] over {len(diff)}", flush=True)
+    (work / "paired.json").write_text(json.dumps(out, indent=1))
+    return out
+
+
 def _steps(run: Path) -> int | None:
     history = run / "history.json"
     return json.loads(history.read_text())["epochs"][-1]["step"] if history.is_file() else None
@@ -128,7 +174,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", required=True, help="dev.parquet of the shared catalogue")
     parser.add_argument("--work", type=Path, default=Path("/tmp/quality"))
-    parser.add_argument("--stage", choices=("all", "train", "evaluate"), default="all")
+    parser.add_argument("--stage", choices=("all", "train", "evaluate", "paired"), default="all")
     parser.add_argument("--alpha", type=float, default=0.5)
     parser.add_argument("--sweep", default="0,0.25,0.5,0.75,1")
     args = parser.parse_args()
@@ -140,6 +186,8 @@ def main() -> None:
         out = evaluate_all(full, args.work, args.alpha, [float(a) for a in args.sweep.split(",")])
         (args.work / "results.md").write_text(results_markdown(out))
         print(results_markdown(out))
+    if args.stage in ("all", "paired"):
+        paired_bootstrap(full, args.work)
 
 
 if __name__ == "__main__":

@@ -9,10 +9,10 @@ import pytest
 import torch
 from PIL import Image
 
+from stylesearch.config import TinyPreset
 from stylesearch.errors import CatalogError
 from stylesearch.images import decode_image
 from stylesearch.model import ClipEncoder, tiny_model, tiny_processor
-from stylesearch.config import TinyPreset
 from stylesearch.prepare import load_processed
 from stylesearch.preprocess import ClipPreprocess, embed_image_bytes, iter_pixel_batches
 

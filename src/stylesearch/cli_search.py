@@ -32,9 +32,22 @@ def index_command(
                              f"{IndexConfig().exact_max:,} products, HNSW above)."),
     batch_size: int | None = typer.Option(None, "--batch-size", min=1, help="Images per model call."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    ray: bool = typer.Option(False, "--ray", help="Embed with Ray Data over an actor pool (a local Ray instance "
+                             "unless --ray-address); needs the 'distributed' extra."),
+    ray_address: str | None = typer.Option(None, "--ray-address", metavar="ADDRESS",
+                                           help="Ray cluster to join with --ray, e.g. auto or ray://head:10001."),
+    ray_actors: int | None = typer.Option(None, "--ray-actors", min=1, help="Actors (default: one per GPU or CPU)."),
 ) -> None:
     """Embed every catalogue image into a search index."""
     cfg = with_kind(IndexConfig(), kind=kind, batch_size=batch_size)
+    if ray or ray_address:  # distributed embedding: stylesearch.ray_index, same index format
+        from stylesearch.ray_index import build_index_ray
+
+        _, ray_report = build_index_ray(catalog, out, model=model, cfg=cfg, address=ray_address, actors=ray_actors)
+        for why in ray_report.skipped.values():  # each reason names its product id
+            err_console.print(f"[yellow]left out[/yellow] {why}", highlight=False)
+        console.print(f"[green]index written[/green] to {out}: {ray_report.summary()}", highlight=False)
+        return
     _, report = build_index(catalog, out, model=model, cfg=cfg, update=update, progress=not quiet)
     console.print(f"[green]index written[/green] to {out}: {report.summary()}", highlight=False)
 

@@ -101,13 +101,26 @@ def connect(address: str | None) -> bool:
     return True
 
 
-def default_actors() -> tuple[int, float]:
-    """(actors, GPUs per actor): one actor per GPU when there are any, else one per CPU."""
+def default_actors() -> int:
+    """One actor per GPU when the cluster has any, else one per CPU."""
     import ray
 
     resources = ray.cluster_resources()
-    gpus = int(resources.get("GPU", 0))
-    return (gpus, 1.0) if gpus else (max(1, int(resources.get("CPU", 1))), 0.0)
+    return int(resources.get("GPU", 0)) or max(1, int(resources.get("CPU", 1)))
+
+
+def actor_resources(actors: int) -> dict[str, float]:
+    """What each actor reserves: a GPU when there are any; else a share of the CPUs that leaves one free.
+
+    Actors that reserve every CPU starve the parquet read tasks that feed them, and the job never starts.
+    """
+    import ray
+
+    resources = ray.cluster_resources()
+    if resources.get("GPU", 0) >= 1:
+        return {"num_gpus": 1.0, "num_cpus": 1.0}
+    cpus = float(resources.get("CPU", 1))
+    return {"num_gpus": 0.0, "num_cpus": max(0.1, min(1.0, (cpus - 1) / actors))}
 
 
 def embed_catalog(parquet: Path | str, encoder: EncoderSpec, *, batch_size: int = 64,
@@ -115,15 +128,13 @@ def embed_catalog(parquet: Path | str, encoder: EncoderSpec, *, batch_size: int 
     """Embed every image of a catalogue parquet (`id`, `image` columns) on the connected Ray cluster."""
     import ray
 
-    default, gpus = default_actors()
-    actors = actors or default
+    actors = actors or default_actors()
     # Row order must survive the pool: the index pairs vector i with catalogue row i.
     ray.data.DataContext.get_current().execution_options.preserve_order = True
     dataset = ray.data.read_parquet(str(parquet), columns=["id", "image"])
     embedded = dataset.map_batches(ImageEmbedder, fn_constructor_kwargs={"encoder": encoder, "batch_size": batch_size},
                                    batch_size=batch_size, batch_format="numpy",
-                                   compute=ray.data.ActorPoolStrategy(size=actors),
-                                   num_cpus=0 if gpus else 1, num_gpus=gpus)
+                                   compute=ray.data.ActorPoolStrategy(size=actors), **actor_resources(actors))
     ids: list[str] = []
     parts: list[np.ndarray] = []
     errors: dict[str, str] = {}
@@ -154,7 +165,7 @@ def build_index_ray(catalog: Path | str, out: Path | str, *, model: str, cfg: In
     local = load_encoder(model, batch_size=cfg.batch_size) if isinstance(spec, str) else spec()
     started = connect(address)
     try:
-        used = actors or default_actors()[0]
+        used = actors or default_actors()
         result = embed_catalog(processed.path / "catalog.parquet", spec, batch_size=cfg.batch_size, actors=used)
     finally:
         if started:
