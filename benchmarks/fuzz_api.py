@@ -55,6 +55,7 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=Path("runs/fuzz"))
     args = parser.parse_args()
 
+    args.out = args.out.resolve()
     args.out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         workdir = args.workdir or Path(tmp)
@@ -70,7 +71,8 @@ def main() -> int:
                        "--continue-on-failure",
                        "--report", "junit", "--report-junit-path", str(args.out / "junit.xml")]
             print("$", " ".join(command), flush=True)
-            run = subprocess.run(command, capture_output=True, text=True)
+            # schemathesis keeps a cache of failures in ./.schemathesis: keep it beside the results.
+            run = subprocess.run(command, capture_output=True, text=True, cwd=args.out)
     (args.out / "schemathesis.txt").write_text(run.stdout + run.stderr)
     server_errors = server_errors_in_log(log)
     summary = {

@@ -1,11 +1,14 @@
 """Speed-up from 1 to 2 workers: torchrun training processes and Ray embedding actors (docs/scaling.md).
 
-    .venv/bin/python benchmarks/scale_out.py --catalog /tmp/scale/catalog --model tiny --embed-model vit-b-32-random
+    OMP_WAIT_POLICY=PASSIVE .venv/bin/python benchmarks/scale_out.py --catalog /tmp/scale/catalog \
+        --model tiny --embed-model vit-b-32-random --embed-rows 160 --repeats 2
 
 Training: one epoch of `stylesearch train` under `torchrun --nproc_per_node N`; the figure is the median
 of the per-step global samples/s that history.json records (the evaluation at the end is not counted).
-Embedding: `embed_catalog` on a local Ray instance with N actors, timed after a warm-up run, so actor
-start-up and model loading are left out. Prints a markdown table.
+Embedding: `embed_catalog` on a local Ray instance with N actors over the first `--embed-rows` rows,
+timed after a 16-row warm-up, so actor start-up and model loading are left out.
+1- and 2-worker runs alternate (1, 2, 1, 2, ...) so that a change in the machine's load hits both.
+Prints a markdown table.
 """
 
 from __future__ import annotations
@@ -37,17 +40,22 @@ def train_rate(catalog: Path, model: str, procs: int, batch_size: int) -> tuple[
     return statistics.median(s["samples_per_s"] for s in steps), wall
 
 
-def embed_rate(catalog: Path, model: str, actors: int, batch_size: int) -> float:
+def embed_rate(catalog: Path, model: str, actors: int, batch_size: int, rows: int) -> float:
+    import pandas as pd
     import ray
 
     from stylesearch.ray_index import embed_catalog
 
+    frame = pd.read_parquet(catalog / "catalog.parquet", columns=["id", "image"])
+    work = Path(tempfile.mkdtemp(prefix="scale-embed-"))
+    frame.head(16).to_parquet(work / "warmup.parquet")
+    frame.head(rows).to_parquet(work / "rows.parquet")
     ray.init(num_cpus=os.cpu_count() or 2, include_dashboard=False, log_to_driver=False)
     try:
-        parquet = catalog / "catalog.parquet"
-        embed_catalog(parquet, model, batch_size=batch_size, actors=actors)  # warm-up: actor start, model load
+        # Ray Data keeps no actors between datasets: warming up shows what start-up costs, not the pool.
+        embed_catalog(work / "warmup.parquet", model, batch_size=8, actors=actors)
         started = time.perf_counter()
-        result = embed_catalog(parquet, model, batch_size=batch_size, actors=actors)
+        result = embed_catalog(work / "rows.parquet", model, batch_size=batch_size, actors=actors)
         return len(result.ids) / (time.perf_counter() - started)
     finally:
         ray.shutdown()
@@ -59,6 +67,8 @@ def main() -> None:
     parser.add_argument("--model", default="tiny", help="training model")
     parser.add_argument("--embed-model", default="tiny", help="embedding model (vit-b-32-random: real ViT-B/32 cost)")
     parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--embed-rows", type=int, default=160)
+    parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--skip-train", action="store_true")
     parser.add_argument("--skip-embed", action="store_true")
     args = parser.parse_args()
@@ -66,13 +76,18 @@ def main() -> None:
     print(f"cores: {os.cpu_count()}, load average before: {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}")
     print("| workload | 1 worker | 2 workers | speed-up |\n|---|---|---|---|")
     if not args.skip_train:
-        (one, wall1), (two, wall2) = (train_rate(args.catalog, args.model, n, args.batch_size) for n in (1, 2))
-        print(f"| training, {args.model}, torchrun processes (samples/s) | {one:.1f} | {two:.1f} | {two / one:.2f}x |")
-        print(f"| same, whole command incl. start-up and validation (s) | {wall1:.0f} | {wall2:.0f} | "
-              f"{wall1 / wall2:.2f}x |")
+        for _ in range(args.repeats):
+            (one, wall1), (two, wall2) = (train_rate(args.catalog, args.model, n, args.batch_size) for n in (1, 2))
+            print(f"| training, {args.model}, torchrun processes (samples/s) | {one:.1f} | {two:.1f} | "
+                  f"{two / one:.2f}x |")
+            print(f"| same, whole command incl. start-up and validation (s) | {wall1:.0f} | {wall2:.0f} | "
+                  f"{wall1 / wall2:.2f}x |", flush=True)
     if not args.skip_embed:
-        one, two = (embed_rate(args.catalog, args.embed_model, n, args.batch_size) for n in (1, 2))
-        print(f"| embedding, {args.embed_model}, Ray actors (images/s) | {one:.1f} | {two:.1f} | {two / one:.2f}x |")
+        for _ in range(args.repeats):
+            one, two = (embed_rate(args.catalog, args.embed_model, n, args.batch_size, args.embed_rows)
+                        for n in (1, 2))
+            print(f"| embedding {args.embed_rows} images, {args.embed_model}, Ray actors (images/s) | {one:.1f} | "
+                  f"{two:.1f} | {two / one:.2f}x |", flush=True)
     load = os.getloadavg()
     print(f"load average after: {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}")
 

@@ -185,3 +185,23 @@ def test_bad_input_shows_a_reason_not_a_crash(page):
         files=[{"name": "notes.png", "mimeType": "image/png", "buffer": b"not a picture"}])
     sync_api.expect(page.get_by_test_id("error")).to_contain_text("not an image file")  # the server's words
     assert [p for p in page.problems if "400" not in p] == []  # the failed upload is the only console error
+
+
+def test_small_screens_get_one_column_without_sideways_scrolling(browser, base_url):
+    context = browser.new_context(viewport={"width": 390, "height": 844}, device_scale_factor=1)
+    page = context.new_page()
+    page.goto(base_url + "/")
+    sync_api.expect(page.get_by_test_id("welcome")).to_be_visible()
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "welcome-mobile.png"))
+    page.get_by_test_id("search-input").fill("black watch")
+    page.get_by_test_id("search-input").press("Enter")
+    wait_for_results(page, "Results for “black watch”")
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    page.screenshot(path=str(ARTIFACTS / "search-mobile.png"))
+    women = page.locator("[data-testid=facet-option][data-column=gender][data-value=Women]")
+    sync_api.expect(women).to_be_hidden()  # folded away so the results come first
+    page.get_by_test_id("filters-toggle").click()
+    sync_api.expect(women).to_be_visible()
+    sync_api.expect(page.get_by_test_id("filters-toggle")).to_have_attribute("aria-expanded", "true")
+    context.close()

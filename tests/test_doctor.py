@@ -200,3 +200,22 @@ def test_cli_needs_something_to_check_and_can_print_json(processed_dir):
     import json
 
     assert {f["level"] for f in json.loads(result.output)} == {"ok"}
+
+
+def test_a_directory_lost_between_the_two_renames_is_an_error_that_says_how_to_restore_it(index_dir, ckpt,
+                                                                                          tmp_path):
+    # What files.atomic_dir leaves if killed after moving the old directory aside (see test_crash.py).
+    shutil.copytree(index_dir, tmp_path / "idx.old-4242")
+    [problem] = diagnose(index=tmp_path / "idx")
+    assert problem.level == "error" and "previous copy survives" in problem.what
+    assert problem.fix == f"restore it: mv {tmp_path / 'idx.old-4242'} {tmp_path / 'idx'}"
+    run = tmp_path / "run"
+    shutil.copytree(ckpt, run / "best")
+    shutil.copytree(ckpt, run / "last.old-4242")
+    (run / "last.tmp-4242").mkdir()
+    findings = diagnose(checkpoint=run)
+    assert [f.fix for f in errors(findings)] == [f"restore it: mv {run / 'last.old-4242'} {run / 'last'}"]
+    assert "last.tmp-4242 was left by an interrupted write" in text_of(findings, "warning")
+
+    shutil.move(tmp_path / "idx.old-4242", tmp_path / "idx")  # the fix it printed
+    assert not has_errors(diagnose(index=tmp_path / "idx"))

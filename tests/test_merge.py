@@ -45,3 +45,9 @@ def test_merge_writes_a_loadable_checkpoint(tmp_path, pair):
     save_checkpoint(tuned, tmp_path / "ft", TrainConfig(base_model="tiny", seed=0), info={})
     merge_checkpoints(tmp_path / "ft", tmp_path / "wise", 0.0)  # base named by the checkpoint: tiny, seed 0
     assert same_weights(load_model(str(tmp_path / "wise")), base)
+
+
+def test_a_tiny_base_is_rebuilt_with_the_seed_of_the_run(tmp_path):
+    save_checkpoint(tiny_model(seed=5), tmp_path / "ft", TrainConfig(base_model="tiny", seed=3), info={})
+    merge_checkpoints(tmp_path / "ft", tmp_path / "wise", 0.0)
+    assert same_weights(load_model(str(tmp_path / "wise")), tiny_model(seed=3))

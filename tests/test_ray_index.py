@@ -82,3 +82,15 @@ def test_ray_index_leaves_out_and_reports_the_bad_product(local_ray, processed_d
     assert list(report.skipped) == [bad] and "1 bad image" in report.summary()
     ids = load_processed(tmp_path / "catalog").frame["id"].astype(str).tolist()
     assert EmbeddingIndex.load(tmp_path / "index").products["id"].tolist() == [i for i in ids if i != bad]
+
+
+def test_index_command_with_ray_writes_the_index(local_ray, processed_dir, tmp_path):
+    from typer.testing import CliRunner
+
+    from stylesearch.cli import app
+
+    result = CliRunner().invoke(app, ["index", "--catalog", str(processed_dir), "--out", str(tmp_path / "index"),
+                                      "--model", "tiny", "--ray", "--ray-actors", "1"])
+    assert result.exit_code == 0, result.output
+    assert "Ray actor" in result.output
+    assert len(EmbeddingIndex.load(tmp_path / "index")) == len(load_processed(processed_dir).frame)

@@ -83,3 +83,13 @@ def test_cli_merge_refuses_an_alpha_outside_zero_to_one(checkpoints, tmp_path):
     result = CliRunner().invoke(app, ["merge", "--model", str(checkpoints / "best"), "--alpha", "2", "--out",
                                       str(tmp_path / "x")])
     assert result.exit_code != 0
+
+
+def test_cli_evaluate_sweeps_alpha_and_plots(processed_dir, checkpoints, tmp_path):
+    result = CliRunner().invoke(app, ["evaluate", "--model", str(checkpoints / "best"), "--catalog",
+                                      str(processed_dir), "--split", "train", "--max-items", "40", "--sweep", "0,1",
+                                      "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    rows = json.loads((tmp_path / "alpha_sweep.json").read_text())["rows"]
+    assert [r["alpha"] for r in rows] == [0.0, 1.0]
+    assert (tmp_path / "alpha_sweep.png").read_bytes().startswith(b"\x89PNG")

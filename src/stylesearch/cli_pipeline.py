@@ -104,6 +104,8 @@ def evaluate(
     out: Path = typer.Option(Path("runs/eval"), "--out", "-o"),
     max_items: int = typer.Option(None, help="Cap the gallery for a quick look."),
     json_out: bool = typer.Option(False, "--json", help="Print JSON instead of the table."),
+    sweep: str = typer.Option("", help="WiSE-FT alphas to sweep, e.g. 0,0.25,0.5,0.75,1: plots in-domain retrieval "
+                              "against base category accuracy to OUT/alpha_sweep.png (docs/quality.md)."),
 ) -> None:
     """Compare the base and the fine-tuned model on held-out products (JSON + markdown)."""
     from stylesearch.evaluate import evaluate_checkpoints
@@ -116,6 +118,14 @@ def evaluate(
 
         console.print(markdown_table(report), markup=False)
         console.print(f"wrote {out / 'eval.json'} and {out / 'eval.md'}")
+    if sweep:
+        from stylesearch.quality import sweep_checkpoints
+
+        alphas = [float(a) for a in sweep.split(",") if a.strip()]
+        for row in sweep_checkpoints(model, base, catalog, split, alphas, out, max_items=max_items):
+            console.print(f"alpha {row['alpha']:.2f}: title R@10 {row['title_R@10']:.4f}, "
+                          f"category accuracy {row['category_accuracy']:.4f}", highlight=False)
+        console.print(f"wrote {out / 'alpha_sweep.json'} and {out / 'alpha_sweep.png'}")
 
 
 @app.command()

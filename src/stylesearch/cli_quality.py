@@ -41,7 +41,7 @@ def report(
     out: Path = typer.Option(Path("runs/report"), "--out", "-o"),
 ) -> None:
     """Write a self-contained HTML page and markdown: curves, metric tables, per-type recall, confusions, examples."""
-    from stylesearch.merge import base_of, interpolate
+    from stylesearch.merge import interpolate, load_base
     from stylesearch.model import load_model
     from stylesearch.prepare import load_processed
     from stylesearch.quality import alpha_sweep
@@ -52,8 +52,7 @@ def report(
         frame = frame.sample(max_items, random_state=seed).sort_index()
     frame = frame.reset_index(drop=True)
     tuned = load_model(model)
-    base = base or base_of(Path(model))
-    base_model = load_model(base)
+    base, base_model = load_base(model, base)
     models = {"base": base_model, "fine-tuned": tuned}
     if alpha is not None:
         models[f"WiSE-FT α={alpha:g}"] = interpolate(base_model, tuned, alpha)
@@ -65,5 +64,5 @@ def report(
                                   f"fine-tuned {model}; seed {seed}")
     from stylesearch.report import markdown_rows
 
-    console.print(markdown_rows(built["metrics"]), markup=False)
+    typer.echo(markdown_rows(built["metrics"]))  # plain echo: rich would wrap the table's long lines
     console.print(f"wrote [bold]{out / 'report.html'}[/bold], {out / 'report.md'} and {out / 'quality.json'}")

@@ -63,18 +63,34 @@ def has_errors(findings: list[Finding]) -> bool:
     return any(f.level == "error" for f in findings)
 
 
+def interrupted_writes(path: Path, what: str) -> list[Finding]:
+    """What a killed atomic directory write leaves beside `path` (`<name>.tmp-<pid>`, `<name>.old-<pid>`)."""
+    out = []
+    olds = sorted(path.parent.glob(f"{path.name}.old-*"))
+    if not path.exists() and olds:
+        # Killed between moving the old directory aside and moving the new one in: the old one is whole.
+        out.append(Finding("error", f"{what} {path} is missing, but its previous copy survives as {olds[-1]} (a write "
+                                    "was killed between its two renames)", f"restore it: mv {olds[-1]} {path}"))
+        olds = olds[:-1]
+    for leftover in sorted(path.parent.glob(f"{path.name}.tmp-*")) + olds:
+        out.append(Finding("warning", f"{what}: {leftover} was left by an interrupted write; "
+                                      f"{path} itself is whole", f"delete it: rm -r {leftover}"))
+    return out
+
+
 # --- catalogue -----------------------------------------------------------------------------------
 
 
 def check_catalog(path: Path, facts: _Facts | None = None, *, images: bool = True) -> list[Finding]:
     """A processed catalogue (manifest.json + catalog.parquet) or a raw one (Kaggle folder, CSV, parquet)."""
     facts = facts or _Facts()
+    out = interrupted_writes(path, "catalogue")
     if not path.exists():
-        return [Finding("error", f"catalogue {path}: no such file or directory",
-                        "pass the directory written by `stylesearch prepare`, or a raw catalogue")]
+        return out or [Finding("error", f"catalogue {path}: no such file or directory",
+                               "pass the directory written by `stylesearch prepare`, or a raw catalogue")]
     if path.is_dir() and (path / "manifest.json").is_file():
-        return _check_processed(path, facts, images)
-    return _check_raw(path, facts, images)
+        return out + _check_processed(path, facts, images)
+    return out + _check_raw(path, facts, images)
 
 
 def _check_processed(path: Path, facts: _Facts, images: bool) -> list[Finding]:
@@ -178,15 +194,19 @@ def check_checkpoint(path: Path, facts: _Facts | None = None) -> list[Finding]:
     """A checkpoint directory (config.json, model.safetensors, checkpoint.json), or a training run's
     directory holding `best/` and `last/` (both are checked; `best` is the one cross-checked)."""
     facts = facts or _Facts()
-    if path.is_dir() and not (path / "config.json").is_file() and (path / "best").is_dir():
+    if path.is_dir() and not (path / "config.json").is_file() and \
+            any((path / name).is_dir() or list(path.glob(f"{name}.old-*")) for name in ("best", "last")):
         out = check_checkpoint(path / "best", facts)
-        if (path / "last").is_dir():
+        if (path / "last").is_dir() or list(path.glob("last.*-*")):
             out += check_checkpoint(path / "last", _Facts())
         return out
     from stylesearch.checkpoint import MANIFEST, verify_checkpoint
     from stylesearch.model import load_model
 
     retrain = "restore the directory from a backup, or re-run `stylesearch train` (--resume continues from last/)"
+    leftovers = interrupted_writes(path, "checkpoint")
+    if leftovers and not path.is_dir():
+        return leftovers
     if not path.is_dir():
         return [Finding("error", f"checkpoint {path}: no such directory",
                         "pass a directory written by `stylesearch train` (e.g. runs/train/best)")]
@@ -200,6 +220,7 @@ def check_checkpoint(path: Path, facts: _Facts | None = None) -> list[Finding]:
         except StylesearchError as err:
             return [Finding("error", f"checkpoint: {err}", retrain)]
         out = [Finding("ok", f"checkpoint {path}: {len(manifest.get('files', {}))} files match {MANIFEST}")]
+    out = leftovers + out
     try:
         loaded = load_model(str(path))
     except StylesearchError as err:
@@ -224,10 +245,9 @@ def check_index(path: Path, facts: _Facts | None = None) -> list[Finding]:
 
     facts = facts or _Facts()
     rebuild = f"rebuild it: `stylesearch index --catalog CATALOG --model MODEL --out {path}`"
-    out: list[Finding] = []
-    for leftover in sorted(path.parent.glob(f"{path.name}.tmp-*")) + sorted(path.parent.glob(f"{path.name}.old-*")):
-        out.append(Finding("warning", f"index: {leftover} was left by an interrupted write; {path} itself is "
-                                      "complete", f"delete it: rm -r {leftover}"))
+    out = interrupted_writes(path, "index")
+    if out and not path.exists():
+        return out
     if (work := path.with_name(f"{path.name}.work")).is_dir():
         out.append(Finding("warning", f"index: {work} holds embedding chunks of an interrupted build",
                            "re-run the same `stylesearch index` command to resume it, or delete the folder"))

@@ -229,8 +229,9 @@ class HybridRanker:
         return count, count == len(wanted)
 
     def rank(self, query: str, clip_scores: np.ndarray, *, attributes: str = "boost",
-             rows: np.ndarray | None = None) -> tuple[np.ndarray, ParsedQuery]:
-        """Rows best first (at most `depth` x 3 of them) after fusing the three rankings."""
+             rows: np.ndarray | None = None, depth: int | None = None) -> tuple[np.ndarray, ParsedQuery]:
+        """Rows best first (at least `depth` of them when that many pass) after fusing the three rankings."""
+        depth = max(self.depth, depth or 0)
         if attributes not in ("boost", "filter", "off"):
             raise QueryError(f"attributes={attributes!r}: use boost, filter or off")
         parsed = self.vocabulary.parse(query)
@@ -244,16 +245,16 @@ class HybridRanker:
         candidates = np.flatnonzero(allowed)
         clip = np.asarray(clip_scores, np.float32)[candidates]
         lexical = self.lexical_scores(query)[candidates]
-        by_clip = candidates[np.lexsort((candidates, -clip))][: self.depth]
+        by_clip = candidates[np.lexsort((candidates, -clip))][:depth]
         rankings = [by_clip]
         has_words = lexical > 0
         if has_words.any():
             order = np.lexsort((candidates[has_words], -clip[has_words], -lexical[has_words]))
-            rankings.append(candidates[has_words][order][: self.depth])
+            rankings.append(candidates[has_words][order][:depth])
         if attributes == "boost" and parsed.attributes:
             matched = count[candidates] > 0
             order = np.lexsort((candidates[matched], -clip[matched], -count[candidates][matched]))
-            rankings.append(candidates[matched][order][: self.depth])
+            rankings.append(candidates[matched][order][:depth])
         fused = reciprocal_rank_fusion(rankings, self.rrf_k)
         return np.array([item for item, _ in fused], dtype=np.int64), parsed
 
@@ -282,7 +283,8 @@ class HybridSearcher:
         vector = self.searcher.encode_query(query)
         clip = self.searcher.index.matrix() @ vector
         rows = self.searcher.rows_matching(filters)
-        ranked, self.last_parsed = self.ranker.rank(query, clip, attributes=self.attributes, rows=rows)
+        ranked, self.last_parsed = self.ranker.rank(query, clip, attributes=self.attributes, rows=rows,
+                                                    depth=offset + k)
         hits = []
         for i, row in enumerate(ranked[offset:offset + k]):
             product = self.searcher.product(str(self.searcher.index.products.at[int(row), "id"]))

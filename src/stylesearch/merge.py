@@ -60,15 +60,25 @@ def base_of(fine_tuned: str | Path) -> str:
     raise StylesearchError(f"{path}: no checkpoint.json or train_config.json names its base model; pass --base")
 
 
+def load_base(fine_tuned: str | Path, base: str | None = None) -> tuple[str, LoadedModel]:
+    """(name, model) of the base a fine-tune started from; a `tiny` base is rebuilt with the run's seed."""
+    cfg_path = Path(fine_tuned) / "train_config.json"
+    seed = int(json.loads(cfg_path.read_text()).get("seed", 0)) if cfg_path.is_file() else 0
+    name = base or base_of(fine_tuned)
+    return name, load_model(name, seed=seed)
+
+
 def merge_checkpoints(fine_tuned: str | Path, out: Path, alpha: float, base: str | None = None,
                       seed: int | None = None) -> LoadedModel:
     """Write the WiSE-FT mix of `fine_tuned` and its base (or `base`) to `out` as a normal checkpoint."""
     fine_tuned = Path(fine_tuned)
     cfg_path = fine_tuned / "train_config.json"
     cfg = from_dict(TrainConfig, json.loads(cfg_path.read_text())) if cfg_path.is_file() else TrainConfig()
-    base = base or base_of(fine_tuned)
-    # A `tiny` base is random-init: it is only the same model again with the seed the run used.
-    base_model = load_model(base, seed=cfg.seed if seed is None else seed)
+    if seed is None:
+        base, base_model = load_base(fine_tuned, base)
+    else:
+        base = base or base_of(fine_tuned)
+        base_model = load_model(base, seed=seed)  # a `tiny` base is only the same model again with its seed
     merged = interpolate(base_model, load_model(str(fine_tuned)), alpha)
     save_checkpoint(merged, Path(out), cfg, info={"wise_ft": {"alpha": alpha, "base": base,
                                                               "fine_tuned": str(fine_tuned)}})

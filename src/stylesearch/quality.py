@@ -297,3 +297,26 @@ def plot_alpha_sweep(rows: Sequence[dict[str, float]], path: Path | None = None)
 
         atomic_write_bytes(Path(path), buffer.getvalue())
     return buffer.getvalue()
+
+
+def sweep_checkpoints(model: str, base: str | None, catalog_dir: Path, split: str, alphas: Sequence[float],
+                      out_dir: Path, *, max_items: int | None = None) -> list[dict[str, float]]:
+    """`stylesearch evaluate --sweep`: the WiSE-FT sweep of a checkpoint against its base, as JSON and a plot."""
+    import json
+
+    from stylesearch.files import atomic_write_text
+    from stylesearch.merge import load_base
+    from stylesearch.model import load_model
+    from stylesearch.prepare import load_processed
+
+    catalog = load_processed(Path(catalog_dir))
+    frame = catalog.frame if split == "all" else catalog.split(split)
+    if max_items and len(frame) > max_items:
+        frame = frame.sample(max_items, random_state=0).sort_index()
+    base, base_model = load_base(model, base)
+    rows = alpha_sweep(base_model, load_model(model), frame, alphas)
+    out_dir = Path(out_dir)
+    atomic_write_text(out_dir / "alpha_sweep.json", json.dumps({"base": base, "model": model, "split": split,
+                                                                "items": len(frame), "rows": rows}, indent=1))
+    plot_alpha_sweep(rows, out_dir / "alpha_sweep.png")
+    return rows

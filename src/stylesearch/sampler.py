@@ -120,8 +120,8 @@ def mine_neighbours(image_vectors: np.ndarray, k: int = 8) -> np.ndarray:
 
 def mined_for_epoch(loaded, frame: pd.DataFrame, epoch: int, cache_dir: Path | None) -> np.ndarray:
     """The epoch's neighbours: read from the run's cache if mined before, else mined now and cached."""
-    from stylesearch.evaluate import embed
     from stylesearch.files import atomic_write_bytes
+    from stylesearch.images import decode_image
     from stylesearch.model import ClipEncoder
 
     path = Path(cache_dir) / "mined" / f"epoch-{epoch}.npy" if cache_dir is not None else None
@@ -131,7 +131,11 @@ def mined_for_epoch(loaded, frame: pd.DataFrame, epoch: int, cache_dir: Path | N
             return cached
     was_training = loaded.model.training
     encoder = ClipEncoder(loaded, batch_size=128, device=next(loaded.model.parameters()).device)
-    neighbours = mine_neighbours(embed(encoder, frame).image)
+    images = frame["image"].tolist()
+    vectors = np.concatenate([encoder.encode_images([decode_image(b, where=f"row {i + j}")
+                                                     for j, b in enumerate(images[i:i + 1024])])
+                              for i in range(0, len(images), 1024)]) if images else np.zeros((0, encoder.dim))
+    neighbours = mine_neighbours(vectors)
     loaded.model.train(was_training)
     if path is not None:
         buffer = io.BytesIO()

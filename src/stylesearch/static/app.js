@@ -38,7 +38,8 @@ const els = {};
 document.addEventListener("DOMContentLoaded", () => {
   for (const id of ["search-form", "q", "upload-button", "file-input", "facets", "clear-filters", "status",
                     "results-title", "mode-chip", "mode-thumb", "mode-text", "mode-clear", "notice", "error",
-                    "welcome", "grid", "load-more", "dropzone", "card-template", "results"]) {
+                    "welcome", "grid", "load-more", "dropzone", "card-template", "results",
+                    "filters-toggle", "filter-count"]) {
     els[id] = $(id);
   }
   els["search-form"].addEventListener("submit", (event) => {
@@ -62,6 +63,11 @@ document.addEventListener("DOMContentLoaded", () => {
   });
   els["clear-filters"].addEventListener("click", () => { state.filters.clear(); refresh(); });
   els["load-more"].addEventListener("click", () => search(false));
+  els["filters-toggle"].addEventListener("click", () => {  // small screens fold the filters away
+    const open = els.facets.closest(".filters").classList.toggle("open");
+    els["filters-toggle"].setAttribute("aria-expanded", String(open));
+    els["filters-toggle"].textContent = open ? "Hide" : "Show";
+  });
   setUpDragAndDrop();
 
   const initial = new URLSearchParams(location.search).get("q");
@@ -320,7 +326,10 @@ function toggleFilter(column, value, on) {
 }
 
 function renderFilterState() {
-  els["clear-filters"].hidden = state.filters.size === 0;
+  const chosen = [...state.filters.values()].reduce((n, values) => n + values.size, 0);
+  els["clear-filters"].hidden = chosen === 0;
+  els["filter-count"].hidden = chosen === 0;
+  els["filter-count"].textContent = String(chosen);
 }
 
 function setBusy(busy) {
