@@ -124,6 +124,26 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
+def save_parity(side: str, images: np.ndarray, texts: np.ndarray) -> None:
+    """Each side's embeddings of the same real photos and titles, for the parent to compare."""
+    CACHE.mkdir(parents=True, exist_ok=True)
+    np.savez(CACHE / f"parity-{side}.npz", images=images, texts=texts)
+
+
+def parity(side: str) -> dict[str, float]:
+    """Cosine of `side`'s embeddings with the torch ones, and how often its top-10 image ranking per title agrees."""
+    base, other = np.load(CACHE / "parity-baseline.npz"), np.load(CACHE / f"parity-{side}.npz")
+    out = {}
+    for key in ("images", "texts"):
+        cos = (base[key] * other[key]).sum(axis=1)
+        out[f"{key}_cos_min"], out[f"{key}_cos_mean"] = float(cos.min()), float(cos.mean())
+    k = min(K, len(base["images"]))
+    truth = np.argsort(-(base["texts"] @ base["images"].T), axis=1)[:, :k]
+    found = np.argsort(-(other["texts"] @ other["images"].T), axis=1)[:, :k]
+    out["top10_overlap"] = float(np.mean([len(set(a) & set(b)) / k for a, b in zip(found, truth, strict=True)]))
+    return out
+
+
 def recall_at_k(found: np.ndarray, exact: np.ndarray) -> float:
     return float(np.mean([len(set(a) & set(b)) / K for a, b in zip(found, exact, strict=True)]))
 
@@ -159,11 +179,12 @@ def part_baseline(args: argparse.Namespace) -> dict[str, Any]:
 
     embed_images(blobs[:8])
     start = time.perf_counter()
-    for i in range(0, len(blobs), 32):
-        embed_images(blobs[i : i + 32])
+    image_rows = [embed_images(blobs[i : i + 32]) for i in range(0, len(blobs), 32)]
     out["image_per_s"] = len(blobs) / (time.perf_counter() - start)
 
-    out["text_ms"] = timed(embed_text, queries(meta, args.queries, seed=1))
+    texts = queries(meta, args.queries, seed=1)
+    out["text_ms"] = timed(embed_text, texts)
+    save_parity("baseline", np.concatenate(image_rows), np.concatenate([embed_text(t) for t in texts]))
 
     def brute_force(matrix: np.ndarray):
         return lambda q: np.argsort(-(matrix @ q))[:K]
@@ -238,7 +259,9 @@ def part_onnx(args: argparse.Namespace, int8: bool) -> dict[str, Any]:
         encoder.num_workers = 1
     out["batch_size"] = encoder.batch_size
     out["image_per_s"] = embed_rate(encoder, blobs)
-    out["text_ms"] = timed(lambda q: encoder.encode_texts([q]), queries(meta, args.queries, seed=1))
+    texts = queries(meta, args.queries, seed=1)
+    out["text_ms"] = timed(lambda q: encoder.encode_texts([q]), texts)
+    save_parity(encoder.backend, encoder.encode_image_bytes(blobs), encoder.encode_texts(texts))
     if not int8:
         out["peak_rss_mb"] = peak_rss_mb()
         return out
@@ -304,7 +327,10 @@ def hnsw_1m(million: np.ndarray):
     path = CACHE / f"hnsw-1m-M{HNSW_M}-efc{HNSW_EF_CONSTRUCTION}.faiss"
     meta = path.with_suffix(".json")
     if path.is_file() and meta.is_file():
-        return faiss.read_index(str(path)), json.loads(meta.read_text())["build_s"]
+        built = json.loads(meta.read_text())
+        print(f"1M HNSW from cache; it took {built['build_s']:.0f} s to build at load average "
+              f"{built.get('load_average', built.get('load', float('nan'))):.1f}", file=sys.stderr)
+        return faiss.read_index(str(path)), built["build_s"]
     from stylesearch.backends import physical_cores
 
     index = faiss.IndexHNSWFlat(DIM, HNSW_M, faiss.METRIC_INNER_PRODUCT)
@@ -366,7 +392,7 @@ def run_part(name: str, args: argparse.Namespace) -> dict[str, Any]:
     command += ["--quick"] if args.quick else []
     command += ["--profile"] if args.profile else []
     print(f"[{time.strftime('%H:%M:%S')}] measuring {name} ...", file=sys.stderr, flush=True)
-    done = subprocess.run(command, check=True, capture_output=True, text=True,
+    done = subprocess.run(command, check=True, stdout=subprocess.PIPE, text=True,
                           env={**os.environ, "PYTHONWARNINGS": "ignore"})
     return json.loads(done.stdout.strip().splitlines()[-1])
 
@@ -454,6 +480,7 @@ def main() -> None:
     extras = {key: ours[key] for key in ("batch_size", "batch_sweep", "image_per_s_no_workers", "hnsw",
                                           "memory_per_million_mb", "sq8_flat_recall_at_10", "sq8_flat_1m_ms",
                                           "search_1m_flat_ms", "encoder_setup_s") if key in ours}
+    extras["parity_vs_torch"] = {side: parity(side) for side in ("onnx", "onnx-int8")}
     print("\n```json\n" + json.dumps(extras, indent=1) + "\n```")
     if "profile" in ours:
         print("\n```\n" + ours["profile"] + "\n```")

@@ -79,7 +79,7 @@ def card_ids(page) -> list[str]:
 def wait_for_results(page, title: str) -> None:
     sync_api.expect(page.locator("#results-title")).to_have_text(title)
     sync_api.expect(page.locator("[data-testid=result-card]").first).to_be_visible()
-    page.wait_for_function("!document.body.classList.contains('busy')")
+    page.wait_for_function("() => !document.body.classList.contains('busy')")
 
 
 def test_shopper_searches_filters_and_browses(page, searcher):
@@ -111,7 +111,7 @@ def test_shopper_searches_filters_and_browses(page, searcher):
     expected = int(page.locator(f"label[for='{women.get_attribute('id')}'] .count").inner_text())
     women.check()
     expect(page.get_by_test_id("status")).to_contain_text(f"of {expected} products")
-    page.wait_for_function("!document.body.classList.contains('busy')")
+    page.wait_for_function("() => !document.body.classList.contains('busy')")
     assert all(searcher.product(pid).attributes["gender"] == "Women" for pid in card_ids(page))
     expect(page.get_by_test_id("clear-filters")).to_be_visible()
     expect(page.locator("[data-testid=facet-gender] [data-testid=facet-option]")).to_have_count(1)
@@ -145,7 +145,7 @@ def test_shopper_searches_filters_and_browses(page, searcher):
         window.__dropzoneShown = !document.getElementById("dropzone").hidden;
         window.dispatchEvent(new DragEvent("drop", {dataTransfer: dt, bubbles: true, cancelable: true}));
     }""", data)
-    assert page.evaluate("window.__dropzoneShown")
+    assert page.evaluate("() => window.__dropzoneShown")
     expect(page.get_by_test_id("mode-chip")).to_contain_text("yellow.png")
     expect(cards.first.locator(".card-colour")).to_have_text("Yellow")
     expect(page.get_by_test_id("dropzone")).to_be_hidden()
@@ -158,7 +158,7 @@ def test_page_is_usable_from_the_keyboard(page):
     page.keyboard.press("Tab")
     expect(page.locator(".skip-link")).to_be_focused()
     for _ in range(5):  # brand, then the search box
-        if page.evaluate("document.activeElement.id") == "q":
+        if page.evaluate("() => document.activeElement.id") == "q":
             break
         page.keyboard.press("Tab")
     expect(page.get_by_test_id("search-input")).to_be_focused()
@@ -197,7 +197,7 @@ def test_small_screens_get_one_column_without_sideways_scrolling(browser, base_u
     page.get_by_test_id("search-input").fill("black watch")
     page.get_by_test_id("search-input").press("Enter")
     wait_for_results(page, "Results for “black watch”")
-    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    assert page.evaluate("() => document.documentElement.scrollWidth <= window.innerWidth")
     page.screenshot(path=str(ARTIFACTS / "search-mobile.png"))
     women = page.locator("[data-testid=facet-option][data-column=gender][data-value=Women]")
     sync_api.expect(women).to_be_hidden()  # folded away so the results come first
@@ -205,3 +205,34 @@ def test_small_screens_get_one_column_without_sideways_scrolling(browser, base_u
     sync_api.expect(women).to_be_visible()
     sync_api.expect(page.get_by_test_id("filters-toggle")).to_have_attribute("aria-expanded", "true")
     context.close()
+
+
+@pytest.mark.shared
+def test_real_catalogue_photos_and_facets(browser, shared_data, tmp_path):
+    """The page over 1,000 real products (tiny random model: the ranking means nothing, the page does)."""
+    import pandas as pd
+
+    from stylesearch.catalog import read_hf
+    from stylesearch.config import IndexConfig, PrepareConfig
+    from stylesearch.index import EmbeddingIndex
+    from stylesearch.model import ClipEncoder, tiny_model
+    from stylesearch.prepare import prepare
+
+    pd.read_parquet(shared_data / "dev.parquet").head(1000).to_parquet(tmp_path / "real.parquet")
+    prepare(read_hf(tmp_path / "real.parquet"), PrepareConfig(), tmp_path / "catalog")
+    EmbeddingIndex.build(tmp_path / "catalog", ClipEncoder(tiny_model(seed=0)), tmp_path / "index",
+                         IndexConfig(kind="flat"), model_name="tiny", progress=False)
+    searcher = Searcher.from_index(tmp_path / "index")
+    with running_server(create_app(searcher, ServeConfig())) as port:
+        context = browser.new_context(viewport={"width": 1440, "height": 960})
+        page = context.new_page()
+        problems: list[str] = []
+        page.on("console", lambda msg: problems.append(msg.text) if msg.type == "error" else None)
+        page.goto(f"http://127.0.0.1:{port}/?q=navy+blue+shirt")
+        wait_for_results(page, "Results for “navy blue shirt”")
+        page.wait_for_function("() => [...document.querySelectorAll('.card img')].every(i => i.complete)")
+        assert page.locator(".card img").first.evaluate("img => img.naturalWidth") >= 50  # a real photo
+        assert page.locator("[data-testid=facet-articleType] [data-testid=facet-option]").count() > 8
+        page.screenshot(path=str(ARTIFACTS / "real-data.png"))
+        context.close()
+    assert problems == []

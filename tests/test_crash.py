@@ -110,8 +110,8 @@ def launch(args: list[str], logs: Path, **env: str) -> subprocess.Popen:
     logs.mkdir(parents=True, exist_ok=True)
     child_env = {**os.environ, "HF_HUB_OFFLINE": "1", "TQDM_DISABLE": "1", "CRASH_SAVE_EVERY": str(SAVE_EVERY),
                  "CRASH_CHUNK": str(CHUNK), **env}
-    return subprocess.Popen([sys.executable, "-c", BOOT, *args], env=child_env,
-                            stdout=open(logs / "stdout", "w"), stderr=open(logs / "stderr", "w"))
+    with open(logs / "stdout", "w") as out, open(logs / "stderr", "w") as err:  # the child keeps its own copies
+        return subprocess.Popen([sys.executable, "-c", BOOT, *args], env=child_env, stdout=out, stderr=err)
 
 
 def finish(proc: subprocess.Popen, logs: Path, timeout: float = STARTUP_S) -> int:

@@ -135,6 +135,16 @@ def test_a_tampered_file_is_refused(built: Path, tmp_path: Path, name: str):
         EmbeddingIndex.load(tmp_path / "idx")
 
 
+def test_an_edited_manifest_is_refused(built: Path, tmp_path: Path):
+    EmbeddingIndex.load(built).save(tmp_path / "idx")
+    file = tmp_path / "idx" / "manifest.json"
+    manifest = json.loads(file.read_text())
+    manifest["model"]["name"] = "someone-elses-model"
+    file.write_text(json.dumps(manifest))
+    with pytest.raises(IntegrityError, match="manifest.json: edited after it was written"):
+        EmbeddingIndex.load(tmp_path / "idx")
+
+
 def test_a_directory_that_is_not_an_index_is_refused(processed_dir: Path, tmp_path: Path):
     with pytest.raises(ManifestMismatchError, match="not a search index"):
         EmbeddingIndex.load(processed_dir)

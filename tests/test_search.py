@@ -282,3 +282,17 @@ def test_search_products_matches_the_searcher(index_dir: Path, searcher: Searche
     hits = Searcher.from_index(tiny_index, ClipEncoder(tiny)).search("black watch", k=5)
     assert [r["id"] for r in results] == [h.id for h in hits]
     np.testing.assert_allclose([r["score"] for r in results], [h.score for h in hits], atol=1e-3)
+
+
+def test_a_relative_checkpoint_directory_is_found_from_elsewhere(processed_dir: Path, tmp_path: Path, monkeypatch):
+    from stylesearch.model import load_encoder
+
+    tiny = tiny_model(seed=0)
+    tiny.model.save_pretrained(tmp_path / "ckpt")
+    tiny.processor.save_pretrained(tmp_path / "ckpt")
+    monkeypatch.chdir(tmp_path)
+    EmbeddingIndex.build(processed_dir, load_encoder("ckpt"), "idx", model_name="ckpt", progress=False)
+    monkeypatch.chdir(processed_dir)  # "ckpt" means nothing here
+    searcher = Searcher.from_index(tmp_path / "idx")
+    assert searcher.manifest["model"]["path"] == str((tmp_path / "ckpt").resolve())
+    assert len(searcher.search("red shirt", k=3)) == 3

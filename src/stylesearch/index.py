@@ -270,6 +270,7 @@ class EmbeddingIndex:
                 np.save(tmp / EXACT, np.asarray(self.vectors(), dtype=np.float32))
                 names.append(EXACT)
             self.manifest["files"] = {name: sha256_file(tmp / name) for name in names}
+            self.manifest["manifest_sha256"] = manifest_hash(self.manifest)
             atomic_write_text(tmp / MANIFEST, json.dumps(self.manifest, indent=2))
         self.path = path
         if self.kind == "ivfpq":
@@ -301,7 +302,17 @@ class EmbeddingIndex:
         if manifest["index"]["kind"] == "ivfpq":
             faiss.extract_index_ivf(index).nprobe = int(manifest["index"]["params"].get("nprobe", 16))
         exact = np.load(path / EXACT, mmap_mode="r") if manifest["index"]["kind"] == "ivfpq" else None
+        # Last, so that a more specific complaint (a count, a file) is the one reported.
+        if verify and "manifest_sha256" in manifest and manifest_hash(manifest) != manifest["manifest_sha256"]:
+            raise IntegrityError(f"{path / MANIFEST}: edited after it was written (its own hash does not match); "
+                                 "rebuild with `stylesearch index`")
         return cls(index, products, manifest, path, exact)
+
+
+def manifest_hash(manifest: dict[str, Any]) -> str:
+    """The manifest's hash of itself: catches accidental or careless edits (not a signature)."""
+    body = {k: v for k, v in manifest.items() if k != "manifest_sha256"}
+    return sha256_bytes(json.dumps(body, sort_keys=True, default=str).encode())
 
 
 def read_manifest(path: Path) -> dict[str, Any]:
@@ -347,7 +358,9 @@ def _manifest(catalog: ProcessedCatalog, encoder: Encoder, model_name: str | Non
     return {
         "kind": MANIFEST_KIND,
         "format_version": FORMAT_VERSION,
-        "model": {"name": str(name), "fingerprint": encoder.fingerprint, "checkpoint_sha256": _checkpoint_hash(name)},
+        "model": {"name": str(name), "fingerprint": encoder.fingerprint, "checkpoint_sha256": _checkpoint_hash(name),
+                  # a relative checkpoint directory is found again from another working directory
+                  "path": str(Path(name).resolve()) if Path(name).is_dir() else None},
         "catalog": {"sha256": catalog.manifest.get("catalog_sha256"), "path": str(catalog.path),
                     "source": catalog.manifest.get("source")},
         "dim": int(shape[1]),

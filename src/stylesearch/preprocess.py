@@ -25,8 +25,8 @@ from torchvision.transforms import v2
 from stylesearch.images import decode_image
 from stylesearch.model import CLIP_MEAN, CLIP_STD
 
-# Measured with benchmarks/run.py (ViT-B/32, 2 cores): 32 and 64 run within noise of each other,
-# 8 is ~10% slower; 32 keeps a batch's pixels (19 MB) and activations small.
+# Chosen by the batch sweep in benchmarks/run.py (ViT-B/32 int8, 2 cores; docs/performance.md):
+# throughput is flat from 16 up, and 32 keeps a batch's pixels (19 MB) and activations small.
 DEFAULT_BATCH_SIZE = 32
 # One worker decodes and resizes a 60x80 catalogue photo in ~1 ms, far less than the model's
 # ~20-40 ms per image: one is enough to hide it, and more would steal the model's cores.

@@ -83,7 +83,7 @@ class Searcher:
         if encoder is None:
             from stylesearch.model import load_encoder
 
-            encoder = load_encoder(model or index.manifest["model"]["name"])
+            encoder = load_encoder(model or _manifest_model(index.manifest))
         return cls(index, encoder)
 
     def __len__(self) -> int:
@@ -272,6 +272,12 @@ class Searcher:
     def _hit(self, rank: int, row: int, score: float) -> Hit:
         return Hit(rank=rank, id=str(self._ids[row]), score=round(100.0 * score, 4),
                    title=str(self.index.products.at[row, "title"]), attributes=self._attributes(row))
+
+
+def _manifest_model(manifest: dict[str, Any]) -> str:
+    """The model an index names: its name as given, or its resolved directory when the name no longer finds it."""
+    name, path = manifest["model"]["name"], manifest["model"].get("path")
+    return path if path and not Path(name).exists() and Path(path).is_dir() else name
 
 
 def parse_year_range(value: FilterValue) -> tuple[int | None, int | None]:
