@@ -562,3 +562,10 @@ def test_long_queries_get_a_truncation_notice(searcher, tiny):
     assert client.get("/api/search", params={"q": "red shirt"}).json()["notice"] is None
     body = client.get("/api/search", params={"q": "red " + "t-shirt " * 60}).json()  # ~180 tokens, 484 chars
     assert "77" in body["notice"] and body["hits"][0]["attributes"]["baseColour"] == "Red"
+
+
+def test_hybrid_mode_is_accepted_and_bad_modes_are_4xx(client):
+    ok = client.get("/api/search", params={"q": "red shirt", "k": 3, "mode": "hybrid"})
+    assert ok.status_code == 200 and len(ok.json()["hits"]) == 3
+    bad = client.get("/api/search", params={"q": "red shirt", "mode": "magic"})
+    assert bad.status_code == 422

@@ -5,7 +5,6 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any, TypeVar
 
 import typer
@@ -17,7 +16,7 @@ app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 data_app = typer.Typer(no_args_is_help=True, help="Fetch catalogues.")
 app.add_typer(data_app, name="data")
 console = Console()
-err_console = Console(stderr=True)
+err_console = Console(stderr=True, soft_wrap=True)  # a message must stay one greppable line
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -43,23 +42,11 @@ def print_json(data: Any) -> None:
     typer.echo(json.dumps(data, indent=2, default=str))
 
 
-ModelOpt = typer.Option("openai/clip-vit-base-patch32", "--model", "-m",
-                        help="Hub name, local directory, or 'tiny' (random-init preset, offline).")
-PathArg = Path
-
-# --- core pipeline ------------------------------------------------------------------------------
-# (commands are registered in stylesearch.cli_pipeline and the modules below to keep this file small)
-
-from stylesearch import cli_pipeline  # noqa: E402,F401  (registers data/prepare/train/evaluate/demo)
-
-# isort: split
-from stylesearch import cli_search  # noqa: E402,F401  (registers index/search)
-
-# isort: split
-from stylesearch import cli_serve  # noqa: E402,F401  (registers serve)
-
-# isort: split
-from stylesearch import cli_doctor  # noqa: E402,F401  (registers doctor)
-
-# isort: split
-from stylesearch import cli_quality  # noqa: E402,F401  (registers merge/report)
+# Each stage registers its commands on `app` from its own module, keeping this file to the shared plumbing.
+# isort: off
+from stylesearch import cli_pipeline  # noqa: E402,F401  data, prepare, train, evaluate, demo
+from stylesearch import cli_search  # noqa: E402,F401  index, search
+from stylesearch import cli_serve  # noqa: E402,F401  serve
+from stylesearch import cli_doctor  # noqa: E402,F401  doctor
+from stylesearch import cli_quality  # noqa: E402,F401  merge, report
+# isort: on

@@ -12,20 +12,15 @@ facets, the page) while the CPU encodes; `BatchingEncoder` merges queries that q
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import logging
 import re
-import threading
 import time
-from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from importlib import resources
 from typing import Any, TypeVar
 
 import anyio
-import numpy as np
 from fastapi import FastAPI, File, HTTPException, Path, Query, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
@@ -33,14 +28,15 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from stylesearch.api_models import ErrorOut, FacetsOut, HealthOut, HitOut, ProductOut, SearchOut
+from stylesearch.batching import MAX_BATCH, BatchingEncoder
 from stylesearch.config import ServeConfig
 from stylesearch.errors import CatalogError, QueryError, StylesearchError
+from stylesearch.hybrid import search as hybrid_search
 from stylesearch.images import decode_image
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-MAX_BATCH = 16  # queries per text forward pass; see docs/serve.md for the measurement
 SEARCH_THREADS = 16  # searches in flight; those waiting for the model are what BatchingEncoder merges
 LIGHT_THREADS = 8  # product lookups and photos: no model involved
 MAX_OFFSET = 10_000  # faiss ranks offset+k rows per query; deeper paging is a scraper, not a shopper
@@ -52,7 +48,7 @@ MAX_HEADERS = 100
 FORM_SLACK = 64 * 1024  # multipart headers and boundaries around the uploaded file
 MAX_OTHER_BODY = 64 * 1024  # no endpoint but the upload takes a body
 PRODUCT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")  # ids are never paths: no '/', no '..'
-SEARCH_PARAMS = frozenset({"q", "k", "offset"})
+SEARCH_PARAMS = frozenset({"q", "k", "offset", "mode"})
 
 CSP = ("default-src 'self'; img-src 'self' blob: data:; style-src 'self'; script-src 'self'; "
        "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
@@ -133,12 +129,16 @@ def create_app(searcher: Any, cfg: ServeConfig = ServeConfig(), *,
     async def search_text(request: Request,
                           q: str = Query(..., max_length=cfg.max_query_chars, description="what to look for"),
                           k: int = Query(10, ge=1, le=cfg.max_k, description="results per page"),
-                          offset: int = Query(0, ge=0, le=MAX_OFFSET, description="results to skip")) -> SearchOut:
+                          offset: int = Query(0, ge=0, le=MAX_OFFSET, description="results to skip"),
+                          mode: str = Query("clip", pattern="^(clip|hybrid)$",
+                                            description="clip: CLIP similarity; hybrid: fused with BM25 on metadata"),
+                          ) -> SearchOut:
         query = q.strip()
         if not query:
             raise QueryError("empty query: type some words to search for")
         return await run_search(request, query, k, offset,
-                                lambda f: searcher.search(query, k=k, filters=f or None, offset=offset))
+                                lambda f: hybrid_search(searcher, query, k=k, filters=f or None, offset=offset,
+                                                        mode=mode))
 
     @app.post("/api/search/image", response_model=SearchOut, responses=ERRORS, openapi_extra=filter_docs,
               summary="Search by an uploaded picture", tags=["search"])
@@ -417,101 +417,3 @@ async def _reject(scope: Scope, send: Send, status: int, detail: str) -> None:
 
 async def _no_body() -> Message:
     return {"type": "http.disconnect"}
-
-
-# --- micro-batching --------------------------------------------------------------------------------
-
-@dataclass
-class _Job:
-    kind: str  # "texts" or "images": only jobs of one kind share a forward pass
-    items: list[Any]
-    result: np.ndarray | None = None
-    error: BaseException | None = None
-    done: bool = False
-
-
-class BatchingEncoder:
-    """Wrap an `Encoder` so queries arriving while the model is busy are encoded in one call.
-
-    No timer: the first caller encodes alone at once; whoever queues during that pass is taken
-    together (oldest first, same kind, up to `max_batch`) by the next caller to get the model. So a
-    lone query waits for nothing, and under load the batch grows by itself.
-    """
-
-    def __init__(self, inner: Any, max_batch: int = MAX_BATCH):
-        self.inner = inner
-        self.dim = inner.dim
-        self.fingerprint = inner.fingerprint
-        self.max_batch = max(1, max_batch)
-        self._queue_lock = threading.Lock()
-        self._model_lock = threading.Lock()  # one forward pass at a time: torch already uses every core
-        self._pending: list[_Job] = []
-        self._count_lock = threading.Lock()
-        self._counter: Any = None
-        self.batch_sizes: dict[str, Counter[int]] = {"texts": Counter(), "images": Counter()}  # for the benchmark
-
-    def __getattr__(self, name: str) -> Any:  # max_tokens, name, ...
-        if name.startswith("_"):
-            raise AttributeError(name)
-        return getattr(self.inner, name)
-
-    def token_count(self, text: str) -> int:
-        # Tokenizers set truncation state on the shared Rust object ("Already borrowed" if two
-        # threads do it at once), so counting uses its own copy, one thread at a time.
-        with self._count_lock:
-            if self._counter is None:
-                self._counter = copy.deepcopy(self.inner.tokenizer) if hasattr(self.inner, "tokenizer") else None
-            if self._counter is None:
-                return int(self.inner.token_count(text))
-            return len(self._counter(text, truncation=False)["input_ids"])
-
-    def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
-        return self._encode("texts", texts)
-
-    def encode_images(self, images: Sequence[Any]) -> np.ndarray:
-        return self._encode("images", images)
-
-    def _encode(self, kind: str, items: Sequence[Any]) -> np.ndarray:
-        job = _Job(kind, list(items))
-        with self._queue_lock:
-            self._pending.append(job)
-        while True:
-            with self._model_lock:
-                if job.done:
-                    break
-                # Not done, so still queued: only a holder of the model lock takes jobs, and finishes them.
-                self._run(self._take())
-        if job.error is not None:
-            raise job.error
-        assert job.result is not None
-        return job.result
-
-    def _take(self) -> list[_Job]:
-        with self._queue_lock:
-            kind = self._pending[0].kind
-            batch: list[_Job] = []
-            rest: list[_Job] = []
-            taken = 0
-            for job in self._pending:
-                if job.kind == kind and (not batch or taken + len(job.items) <= self.max_batch):
-                    batch.append(job)
-                    taken += len(job.items)
-                else:
-                    rest.append(job)
-            self._pending = rest
-            return batch
-
-    def _run(self, batch: list[_Job]) -> None:
-        items = [item for job in batch for item in job.items]
-        encode = self.inner.encode_texts if batch[0].kind == "texts" else self.inner.encode_images
-        try:
-            vectors = encode(items) if items else np.zeros((0, self.dim), np.float32)
-        except BaseException as err:  # every caller in the batch sees the failure
-            for job in batch:
-                job.error, job.done = err, True
-            return
-        self.batch_sizes[batch[0].kind][len(items)] += 1
-        start = 0
-        for job in batch:
-            job.result, job.done = vectors[start : start + len(job.items)], True
-            start += len(job.items)
