@@ -20,6 +20,7 @@ from stylesearch.backends import (
     TEXT,
     OnnxEncoder,
     export_onnx,
+    load_encoder,
     make_encoder,
     onnx_dir,
     physical_cores,
@@ -255,3 +256,25 @@ def test_sessions_use_physical_cores_and_one_inter_op_thread():
     options = session_options()
     assert options.intra_op_num_threads == physical_cores() >= 1
     assert options.inter_op_num_threads == 1
+
+
+def test_load_encoder_opens_a_fresh_export_of_a_checkpoint_without_loading_torch_weights(tiny, tmp_path,
+                                                                                         monkeypatch):
+    checkpoint = tmp_path / "ckpt"
+    tiny.model.save_pretrained(checkpoint)
+    tiny.processor.save_pretrained(checkpoint)
+    first = load_encoder(str(checkpoint), "onnx")  # loads the weights and exports into ckpt/onnx
+    assert first.folder == checkpoint / "onnx" and first.fingerprint == tiny.fingerprint
+
+    def no_weights(*args, **kwargs):
+        raise AssertionError("the torch weights were loaded")
+
+    monkeypatch.setattr("stylesearch.model.load_model", no_weights)
+    again = load_encoder(str(checkpoint), "onnx")
+    np.testing.assert_array_equal(again.encode_texts(QUERIES), first.encode_texts(QUERIES))
+    changed = copy.deepcopy(tiny)
+    with torch.no_grad():
+        changed.model.text_projection.weight.mul_(2.0)
+    changed.model.save_pretrained(checkpoint)  # a new checkpoint in the same place
+    with pytest.raises(AssertionError, match="torch weights were loaded"):
+        load_encoder(str(checkpoint), "onnx")  # the export no longer matches: back to the full path

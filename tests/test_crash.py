@@ -299,8 +299,6 @@ def test_ctrl_c_saves_a_resumable_last_and_exits_130(work, catalog, reference_ru
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="train.py's Ctrl-C handler saves (epoch, pos) from the loop variables; "
-                   "after the epoch-end save these point back into the finished epoch (see docs/reliability.md)")
 def test_ctrl_c_right_after_the_epoch_end_save_does_not_repeat_the_epoch(work, catalog, reference_run,
                                                                            monkeypatch):
     # write_history draws history.png (matplotlib, hundreds of ms): the likeliest moment for a Ctrl-C
@@ -374,8 +372,6 @@ def test_sigkill_during_index_update_keeps_the_previous_index(work, catalog, big
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="files.atomic_dir leaves no directory at its path if killed between its two "
-                   "renames; the old copy survives only as <name>.old-<pid> (see docs/reliability.md)")
 def test_sigkill_between_the_two_renames_of_an_index_update(work, catalog, bigger_catalog):
     out = work / "index-swap"
     with pytest.MonkeyPatch.context() as mp:

@@ -182,7 +182,6 @@ def test_an_index_manifest_whose_count_was_edited_is_refused(index_dir: Path, tm
         EmbeddingIndex.load(copy)
 
 
-@pytest.mark.xfail(strict=True, reason="manifest.json holds no hash of itself yet; see docs/reliability.md")
 def test_an_index_manifest_edited_to_name_another_model_is_refused(index_dir: Path, tmp_path: Path):
     copy = Path(shutil.copytree(index_dir, tmp_path / "idx"))
     manifest = json.loads((copy / "manifest.json").read_text())

@@ -360,3 +360,31 @@ def make_encoder(loaded: LoadedModel, backend: str = "torch", *, cache_dir: Path
         log.warning("cannot write next to the checkpoint; caching the ONNX export in %s", folder)
         export_onnx(loaded, folder, int8=int8, fingerprint=fingerprint)
     return OnnxEncoder(folder, int8=int8, batch_size=batch_size, threads=threads, num_workers=num_workers)
+
+
+def load_encoder(name_or_path: str, backend: str = "torch", *, batch_size: int = DEFAULT_BATCH_SIZE,
+                 threads: int | None = None, num_workers: int = DEFAULT_WORKERS) -> Encoder:
+    """Load a checkpoint on `backend`, for the CLI's `--backend` (index, search, serve).
+
+    For a local checkpoint directory whose `onnx/` export records the current weights files'
+    sha256, the ONNX encoder opens straight from the export: the torch weights are never loaded,
+    which saves their memory (~600 MB for ViT-B/32) and seconds of start-up in a server.
+    Anything else (a Hub name, a preset, a stale or missing export) loads the model and goes
+    through `make_encoder`, which exports when needed.
+    """
+    from stylesearch.model import load_model
+
+    if backend not in BACKENDS:
+        raise StylesearchError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    path = Path(name_or_path)
+    if backend != "torch" and path.is_dir():
+        folder = path / "onnx"
+        manifest = read_manifest(folder)
+        weights = sorted(path.glob("*.safetensors"))
+        if manifest and weights and manifest.get("checkpoint_sha256") == sha256_bytes(
+                "".join(sha256_file(w) for w in weights).encode()) and stale_reason(
+                folder, str(manifest["fingerprint"]), int8=backend == "onnx-int8") is None:
+            return OnnxEncoder(folder, int8=backend == "onnx-int8", batch_size=batch_size, threads=threads,
+                               num_workers=num_workers)
+    return make_encoder(load_model(name_or_path), backend, batch_size=batch_size, threads=threads,
+                        num_workers=num_workers)

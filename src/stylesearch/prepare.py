@@ -191,6 +191,7 @@ def clean(catalog: Catalog, cfg: PrepareConfig) -> tuple[pd.DataFrame, dict[str,
         keep.append(idx)
         blobs.append(data)
     out = frame.loc[keep].reset_index(drop=True)
+    source_row = [k + 1 for k in keep]  # 1-based row in the source table, for messages
     out["image"] = blobs
     out["image_sha256"] = [sha256_bytes(b) for b in blobs]
     out = out.drop(columns=["image_path"])
@@ -199,7 +200,7 @@ def clean(catalog: Catalog, cfg: PrepareConfig) -> tuple[pd.DataFrame, dict[str,
     for idx in out.index[dup_id]:
         first = out.index[(out["id"] == out.at[idx, "id"])][0]
         same = all(out.at[idx, c] == out.at[first, c] for c in ("image_sha256", "title"))
-        detail = "duplicate id" + ("" if same else " with different content") + f"; kept row {first + 1}"
+        detail = "duplicate id" + ("" if same else " with different content") + f"; kept row {source_row[first]}"
         dropped.setdefault("duplicate id", []).append(RowIssue(f"id {out.at[idx, 'id']}", detail, out.at[idx, "id"]))
     out = out.loc[~dup_id].reset_index(drop=True)
 

@@ -131,7 +131,10 @@ def embed_catalog(parquet: Path | str, encoder: EncoderSpec, *, batch_size: int 
     actors = actors or default_actors()
     # Row order must survive the pool: the index pairs vector i with catalogue row i.
     ray.data.DataContext.get_current().execution_options.preserve_order = True
-    dataset = ray.data.read_parquet(str(parquet), columns=["id", "image"])
+    dataset = ray.data.read_parquet(str(parquet)).select_columns(["id", "image"])
+    # A catalogue is often one parquet file, i.e. one block, which only one actor could take: cut it
+    # into blocks of one batch each so the whole pool works.
+    dataset = dataset.repartition(target_num_rows_per_block=batch_size)
     embedded = dataset.map_batches(ImageEmbedder, fn_constructor_kwargs={"encoder": encoder, "batch_size": batch_size},
                                    batch_size=batch_size, batch_format="numpy",
                                    compute=ray.data.ActorPoolStrategy(size=actors), **actor_resources(actors))
