@@ -6,7 +6,8 @@
 Training: one epoch of `stylesearch train` under `torchrun --nproc_per_node N`; the figure is the median
 of the per-step global samples/s that history.json records (the evaluation at the end is not counted).
 Embedding: `embed_catalog` on a local Ray instance with N actors over the first `--embed-rows` rows,
-timed after a 16-row warm-up, so actor start-up and model loading are left out.
+after a 16-row warm-up run. Ray Data builds a fresh actor pool per dataset, so the timed run still
+includes starting the actors and loading the model in each (the warm-up only warms Ray itself).
 1- and 2-worker runs alternate (1, 2, 1, 2, ...) so that a change in the machine's load hits both.
 Prints a markdown table.
 """
@@ -52,7 +53,7 @@ def embed_rate(catalog: Path, model: str, actors: int, batch_size: int, rows: in
     frame.head(rows).to_parquet(work / "rows.parquet")
     ray.init(num_cpus=os.cpu_count() or 2, include_dashboard=False, log_to_driver=False)
     try:
-        # Ray Data keeps no actors between datasets: warming up shows what start-up costs, not the pool.
+        # Ray Data keeps no actors between datasets: this warms Ray's workers and imports, not the pool.
         embed_catalog(work / "warmup.parquet", model, batch_size=8, actors=actors)
         started = time.perf_counter()
         result = embed_catalog(work / "rows.parquet", model, batch_size=batch_size, actors=actors)

@@ -83,21 +83,16 @@ elif kind == "write":  # the n-th atomic directory write, complete in its tmp di
     files._fsync_dir = nth(int(n), files._fsync_dir)
 elif kind == "embed":  # before embedding the n-th chunk (chunks 1..n-1 are saved)
     embedding.embed_rows = nth(int(n), embedding.embed_rows)
-elif kind == "swap":  # between moving the old directory aside and moving the new one in
-    real_os = files.os
-    class SwapKiller:
-        count = 0
-        def __getattr__(self, name):
-            return getattr(real_os, name)
-        def replace(self, src, dst):
-            src, dst = Path(src), Path(dst)
-            if ".tmp-" in src.name and src.is_dir() and \
-                    dst.with_name(f"{dst.name}.old-{real_os.getpid()}").exists():
-                SwapKiller.count += 1
-                if SwapKiller.count == int(n):
-                    die()
-            return real_os.replace(src, dst)
-    files.os = SwapKiller()
+elif kind == "swap":  # right after the old and new directories were exchanged, before the old is removed
+    real_exchange = files._exchange
+    swaps = []
+    def exchange(a, b):
+        done = real_exchange(a, b)
+        swaps.append(1)
+        if len(swaps) == int(n):
+            die()
+        return done
+    files._exchange = exchange
 sys.argv[0] = "stylesearch"
 stylesearch.cli.app()
 """
@@ -368,11 +363,11 @@ def test_sigkill_during_index_update_keeps_the_previous_index(work, catalog, big
     np.testing.assert_allclose(updated.vectors(), rebuilt.vectors(), atol=1e-5)
 
 
-# --- the gap between moving the old directory aside and the new one in ------------------------------
+# --- the directory swap: one atomic exchange, so there is no moment without an index -----------------
 
 
 @pytest.mark.slow
-def test_sigkill_between_the_two_renames_of_an_index_update(work, catalog, bigger_catalog):
+def test_sigkill_at_the_directory_swap_of_an_index_update_leaves_a_loadable_index(work, catalog, bigger_catalog):
     out = work / "index-swap"
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(cli_search, "IndexConfig", functools.partial(IndexConfig, chunk_size=CHUNK))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import replace
 from pathlib import Path
 
@@ -86,6 +87,8 @@ def train(
                       freeze_text_layers=freeze_text_layers, grad_clip=grad_clip, hue_jitter=hue_jitter,
                       num_workers=num_workers, seed=seed, sampler=sampler, text_views=text_views)
     result = run_train(load_processed(catalog), cfg, out, resume=resume)
+    if os.environ.get("RANK", "0") != "0":  # under torchrun, rank 0 alone reports
+        return
     console.print(f"stopped: {result.stopped} after {result.steps} steps, {result.epochs_done} epoch(s); "
                   f"best val R@10 {result.best_metric:.4f}")
     console.print(f"checkpoints: [bold]{out / 'best'}[/bold], {out / 'last'}; history: {out / 'history.png'}")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import math
 import random
+import signal
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -39,6 +41,29 @@ class TrainResult:
     epochs_done: int
     stopped: str  # "epochs", "early stop", "time budget", "interrupted"
     history: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+
+
+class StopRequest:
+    """The first Ctrl-C asks the loop to stop at the next step boundary; a second one interrupts at once."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous: Any = None
+
+    def __enter__(self) -> StopRequest:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        tqdm.write("stopping after this step and saving last/ (Ctrl-C again to stop at once)")
+
+    def __exit__(self, *exc: object) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
 
 
 def seed_everything(seed: int) -> None:
@@ -203,6 +228,10 @@ def train(catalog: ProcessedCatalog, cfg: TrainConfig, out_dir: Path, *, resume:
     started = time.monotonic()
     stopped = "epochs"
     epoch, pos = start_epoch, skip
+    # The last consistent place to resume from: moved only once a step or an epoch's bookkeeping is complete.
+    resume_at = {"epoch": epoch, "pos": pos, "epochs_logged": len(history["epochs"]), "best": best,
+                 "bad_epochs": bad_epochs}
+    stop = StopRequest().__enter__()
     try:
         for epoch in range(start_epoch, cfg.epochs):
             batches = plan_batches(cfg.sampler, train_frame, cfg.batch_size, cfg.seed, epoch, world,
@@ -243,10 +272,13 @@ def train(catalog: ProcessedCatalog, cfg: TrainConfig, out_dir: Path, *, resume:
                 history["steps"].append({"step": step, "epoch": epoch, "loss": loss.item(), "lr": lr,
                                          "samples_per_s": rate})
                 pos = b + 1
+                resume_at.update(epoch=epoch, pos=pos)
                 bar.update(1)
                 bar.set_postfix(loss=f"{loss.item():.3f}", sps=f"{rate:.0f}")
                 if cfg.save_every_steps and step % cfg.save_every_steps == 0:
                     save_last(epoch, pos)
+                if distributed.broadcast(stop.requested):  # rank 0's Ctrl-C stops every rank at the same step
+                    raise KeyboardInterrupt
                 if cfg.max_minutes is not None and distributed.broadcast(  # rank 0's clock decides for all
                         time.monotonic() - started > cfg.max_minutes * 60):
                     stopped = "time budget"
@@ -264,20 +296,29 @@ def train(catalog: ProcessedCatalog, cfg: TrainConfig, out_dir: Path, *, resume:
                     save_checkpoint(loaded, out_dir / "best", cfg, info={"step": step, "epoch": epoch + 1, **metrics})
             else:
                 bad_epochs += 1
+            resume_at = {"epoch": epoch + 1, "pos": 0, "epochs_logged": len(history["epochs"]), "best": best,
+                         "bad_epochs": bad_epochs}
             save_last(epoch + 1, 0)
             if main:
                 write_history(history, out_dir)
             if stopped == "time budget":
                 break
+            if distributed.broadcast(stop.requested):  # Ctrl-C during validation: last/ is already saved
+                stopped = "interrupted"
+                break
             if bad_epochs >= cfg.patience:
                 stopped = "early stop"
                 break
     except KeyboardInterrupt:
-        # Ctrl-C: keep what was learned in a resumable `last`, then let the caller exit cleanly.
-        save_last(epoch, pos)
+        # Ctrl-C: keep what was learned in a resumable `last` at the last consistent point, then return.
+        best, bad_epochs = resume_at["best"], resume_at["bad_epochs"]
+        del history["epochs"][resume_at["epochs_logged"]:]
+        save_last(resume_at["epoch"], resume_at["pos"])
         if main:
             write_history(history, out_dir)
         stopped = "interrupted"
+    finally:
+        stop.__exit__()
     if main:
         atomic_write_text(out_dir / "train_config.json", json.dumps(to_dict(cfg), indent=2))
     distributed.barrier()  # no rank returns before rank 0 has written everything
