@@ -319,6 +319,13 @@ def part_interleaved(args: argparse.Namespace) -> dict[str, Any]:
     loaded = vit_b32_random()
     model, processor = loaded.model.eval(), loaded.processor
     encoder, _ = onnx_encoder(int8=True, batch_size=32, num_workers=0)
+    # Two thread pools share this process: neither may busy-wait after its turn, or it would slow
+    # the other side's next query (ORT spins by default; torch's OpenMP is told PASSIVE by run_part).
+    import onnxruntime as ort
+
+    from stylesearch.backends import INT8, TEXT, session_options
+    encoder._sessions[TEXT] = ort.InferenceSession(str(ONNX_DIR / INT8[TEXT]), session_options(spin=False),
+                                                   providers=["CPUExecutionProvider"])
     cached = CachedEncoder(encoder, maxsize=1024)
     catalogue_vectors = vectors(len(meta))
     flat = faiss.IndexFlatIP(DIM)
@@ -466,8 +473,10 @@ def run_part(name: str, args: argparse.Namespace) -> dict[str, Any]:
     command += ["--quick"] if args.quick else []
     command += ["--profile"] if args.profile else []
     print(f"[{time.strftime('%H:%M:%S')}] measuring {name} ...", file=sys.stderr, flush=True)
-    done = subprocess.run(command, check=True, stdout=subprocess.PIPE, text=True,
-                          env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    if name == "interleaved":
+        env["OMP_WAIT_POLICY"] = "PASSIVE"  # see part_interleaved
+    done = subprocess.run(command, check=True, stdout=subprocess.PIPE, text=True, env=env)
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 

@@ -12,4 +12,4 @@ fi
 if ! .venv/bin/python -c "import torch, torchvision" 2>/dev/null; then
   .venv/bin/pip install -q "torch==2.14.1" "torchvision==0.29.1"
 fi
-.venv/bin/pip install -q -e ".[dev]"
+.venv/bin/pip install -q -e ".[dev,distributed]"

@@ -156,6 +156,11 @@ def read_hf(name_or_path: str | Path = DEFAULT_HUB_DATASET, *, split: str = "tra
 
 
 def _load_hub_dataset(name: str, split: str) -> pd.DataFrame:
+    from stylesearch.model import hub_reachable
+
+    if not hub_reachable():  # fail at once instead of after the client's retries
+        raise CatalogError(f"'{name}' is not a local path and the Hugging Face Hub cannot be reached. "
+                           "Pass a local copy instead: --data path/to/dev.parquet, or a Kaggle folder.")
     try:
         import datasets
     except ImportError as err:

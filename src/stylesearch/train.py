@@ -151,8 +151,9 @@ def plot_history(history: dict[str, list[dict[str, Any]]], path: Path) -> None:
     for ax, title in zip(axes, ("loss", "validation recall (title->image)", "learning rate"), strict=True):
         ax.set_title(title)
         ax.grid(alpha=0.3)
-    axes[0].legend()
-    axes[1].legend()
+    for ax in axes[:2]:
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend()
     axes[0].set_xlabel("step")
     axes[1].set_xlabel("epoch")
     axes[2].set_xlabel("step")
