@@ -4,6 +4,8 @@
 batch, and dynamic sequence length so text pads to its longest item, not to 77), optionally
 quantises their weights to int8, caches the files, and returns an `OnnxEncoder` whose fingerprint
 is the torch model's: an index built with one backend is searchable with another.
+`load_encoder(name_or_path, backend)` is the CLI's entry point: for a local checkpoint with a
+fresh export it opens the ONNX files without loading the torch weights at all.
 
 Cache layout (one folder per set of weights):
   <model dir>/onnx/                                  for a local checkpoint directory

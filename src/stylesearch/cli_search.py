@@ -32,6 +32,8 @@ def index_command(
                              f"{IndexConfig().exact_max:,} products, HNSW above)."),
     batch_size: int | None = typer.Option(None, "--batch-size", min=1, help="Images per model call."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    backend: str = typer.Option("torch", "--backend", help="Model runtime: torch | onnx | onnx-int8 "
+                                "(ONNX Runtime, exported once and cached beside the checkpoint; docs/performance.md)."),
     ray: bool = typer.Option(False, "--ray", help="Embed with Ray Data over an actor pool (a local Ray instance "
                              "unless --ray-address); needs the 'distributed' extra."),
     ray_address: str | None = typer.Option(None, "--ray-address", metavar="ADDRESS",
@@ -48,7 +50,7 @@ def index_command(
             err_console.print(f"[yellow]left out[/yellow] {why}", highlight=False)
         console.print(f"[green]index written[/green] to {out}: {ray_report.summary()}", highlight=False)
         return
-    _, report = build_index(catalog, out, model=model, cfg=cfg, update=update, progress=not quiet)
+    _, report = build_index(catalog, out, model=model, cfg=cfg, update=update, progress=not quiet, backend=backend)
     console.print(f"[green]index written[/green] to {out}: {report.summary()}", highlight=False)
 
 
@@ -67,13 +69,15 @@ def search_command(
     offset: int = typer.Option(0, "--offset", min=0, help="Skip this many results (paging)."),
     mode: str = typer.Option("clip", "--mode", help="clip | hybrid (CLIP fused with BM25 and query attributes; "
                              "text queries only). See docs/quality.md."),
+    backend: str = typer.Option("torch", "--backend", help="Model runtime: torch | onnx | onnx-int8 "
+                                "(ONNX Runtime, exported once and cached beside the checkpoint; docs/performance.md)."),
 ) -> None:
     """Search an index by words, by a picture (--image) or by a catalogue item (--like)."""
     chosen = [x for x in (query, image, like) if x is not None]
     if len(chosen) > 1:
         raise QueryError("give one of: a query, --image or --like")
     wanted = parse_filters(filters)
-    searcher = Searcher.from_index(index, model=model)
+    searcher = Searcher.from_index(index, model=model, backend=backend)
     if not chosen:
         _interactive(searcher, k, wanted)
         return

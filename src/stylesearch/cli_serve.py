@@ -130,6 +130,8 @@ def serve_command(
     max_upload_mb: float = typer.Option(ServeConfig.max_upload_bytes / 2**20, "--max-upload-mb", min=0.01,
                                         help="Largest image upload accepted."),
     threads: int | None = typer.Option(None, "--threads", min=1, help="torch CPU threads (default: all cores)."),
+    backend: str = typer.Option("torch", "--backend", help="Model runtime: torch | onnx | onnx-int8 "
+                                "(ONNX Runtime, exported once and cached beside the checkpoint; docs/performance.md)."),
 ) -> None:
     """Serve the search page and HTTP API for an index."""
     from stylesearch.search import Searcher
@@ -145,7 +147,7 @@ def serve_command(
     sock = bind(host, port)
     bound_port = sock.getsockname()[1]
     console.print(f"loading the model and index from {index} ...", highlight=False)
-    searcher = Searcher.from_index(index, model=model)
+    searcher = Searcher.from_index(index, model=model, backend=backend)
     searcher.search("warm up", k=1)  # the first forward pass allocates; do it before the first user
     web = create_app(searcher, cfg, allowed_hosts=LOOPBACK_NAMES if host in LOOPBACK_NAMES else None)
     shown = f"[{host}]" if ":" in host and not host.startswith("[") else host

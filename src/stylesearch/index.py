@@ -332,13 +332,13 @@ def read_manifest(path: Path) -> dict[str, Any]:
 
 
 def build_index(catalog: Path | str, out: Path | str, *, model: str, cfg: IndexConfig = IndexConfig(),
-                update: bool = False, progress: bool = True,
-                encoder: Encoder | None = None) -> tuple[EmbeddingIndex, IndexReport]:
-    """What `stylesearch index` does: load the model, then build `out` (or update it in place)."""
+                update: bool = False, progress: bool = True, encoder: Encoder | None = None,
+                backend: str = "torch") -> tuple[EmbeddingIndex, IndexReport]:
+    """What `stylesearch index` does: load the model (torch, onnx or onnx-int8), then build `out` or update it."""
     if encoder is None:
-        from stylesearch.model import load_encoder
+        from stylesearch.backends import load_encoder
 
-        encoder = load_encoder(model, batch_size=cfg.batch_size)
+        encoder = load_encoder(model, backend, batch_size=cfg.batch_size)
     if update and (Path(out) / MANIFEST).is_file():
         return EmbeddingIndex.update(out, catalog, encoder, cfg, model_name=model, progress=progress)
     return EmbeddingIndex.build(catalog, encoder, out, cfg, model_name=model, progress=progress)

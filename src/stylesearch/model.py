@@ -18,10 +18,15 @@ import numpy as np
 import torch
 from PIL import Image
 from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor
+from transformers.utils import logging as hf_logging
 
 from stylesearch.config import DEFAULT_MODEL, TinyPreset
 from stylesearch.errors import ModelUnavailableError
 from stylesearch.tokenizer import clip_tokenizer
+
+# transformers draws a progress bar for every load and save; ours draw the ones that matter, and
+# `--json` output must stay clean.
+hf_logging.disable_progress_bar()
 
 FloatArray = np.ndarray
 TINY = "tiny"

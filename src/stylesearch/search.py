@@ -77,13 +77,20 @@ class Searcher:
 
     @classmethod
     def from_index(cls, path: Path | str, encoder: Encoder | None = None, *, model: str | None = None,
-                   verify: bool = True) -> Searcher:
-        """Load the index at `path`; with no encoder, load the model its manifest names (or `model`)."""
+                   verify: bool = True, backend: str = "torch", query_cache: int = 1024) -> Searcher:
+        """Load the index at `path`; with no encoder, load the model its manifest names (or `model`).
+
+        `backend` is torch, onnx or onnx-int8 (docs/performance.md); repeated queries are answered from an
+        LRU cache of `query_cache` text embeddings (0 turns it off).
+        """
         index = EmbeddingIndex.load(path, verify=verify)
         if encoder is None:
-            from stylesearch.model import load_encoder
+            from stylesearch.backends import load_encoder
+            from stylesearch.querycache import CachedEncoder
 
-            encoder = load_encoder(model or _manifest_model(index.manifest))
+            encoder = load_encoder(model or _manifest_model(index.manifest), backend)
+            if query_cache:
+                encoder = CachedEncoder(encoder, maxsize=query_cache)
         return cls(index, encoder)
 
     def __len__(self) -> int:
