@@ -239,3 +239,18 @@ def test_ivfpq_round_trips_and_keeps_exact_vectors_for_filters(processed_dir: Pa
     searcher = Searcher(loaded, FakeEncoder())
     hits = searcher.search("red", k=5, filters={"articleType": "Jeans"})
     assert hits and all(h.attributes["articleType"] == "Jeans" for h in hits)
+
+
+@pytest.mark.parametrize("kind", ["sq8", "fp16"])
+def test_compressed_storage_ranks_like_exact_and_keeps_exact_vectors(kind: str, processed_dir: Path, tmp_path: Path):
+    exact, _ = EmbeddingIndex.build(processed_dir, FakeEncoder(), None, IndexConfig(kind="flat"), progress=False)
+    index, _ = EmbeddingIndex.build(processed_dir, FakeEncoder(), tmp_path / kind, IndexConfig(kind=kind),
+                                    progress=False)
+    loaded = EmbeddingIndex.load(tmp_path / kind)
+    assert loaded.kind == kind and isinstance(loaded.faiss_index, faiss.IndexScalarQuantizer)
+    np.testing.assert_array_equal(loaded.vectors(), exact.vectors())
+    for query in ("red", "navy blue", "yellow"):
+        # The fake encoder ties every product of a colour, so compare what was found, not which tied row.
+        got = [(h.score, h.attributes["baseColour"]) for h in Searcher(loaded, FakeEncoder()).search(query, k=5)]
+        want = [(h.score, h.attributes["baseColour"]) for h in Searcher(exact, FakeEncoder()).search(query, k=5)]
+        assert got == want

@@ -42,7 +42,10 @@ FORMAT_VERSION = 1
 MANIFEST_KIND = "stylesearch.index"
 VECTORS, PRODUCTS, IMAGES, EXACT, MANIFEST = (
     "vectors.faiss", "products.parquet", "images.parquet", "embeddings.npy", "manifest.json")
-KINDS = ("auto", "flat", "hnsw", "ivfpq")
+KINDS = ("auto", "flat", "hnsw", "ivfpq", "sq8", "fp16")
+# Kinds whose stored vectors are compressed: they keep the exact ones in a memory-mapped embeddings.npy for
+# filtered search and re-scoring, so RAM holds the small codes and the page cache only what is touched.
+LOSSY = frozenset({"ivfpq", "sq8", "fp16"})
 # What a product page and the filters need; the image bytes live apart in images.parquet.
 PRODUCT_COLUMNS = ("id", "title", "full_text", *KAGGLE_ATTRIBUTES)
 
@@ -112,6 +115,12 @@ def make_faiss(vectors: np.ndarray, kind: str, cfg: IndexConfig) -> faiss.Index:
         sample = np.random.default_rng(0).permutation(n)[:train_n] if n > train_n else slice(None)
         index.train(np.ascontiguousarray(vectors[sample]))
         index.nprobe = min(cfg.ivf_nprobe, nlist)
+    elif kind in ("sq8", "fp16"):
+        # Scalar quantisation: 1 (sq8) or 2 (fp16) bytes per dimension instead of 4, still a full scan.
+        qtype = faiss.ScalarQuantizer.QT_8bit if kind == "sq8" else faiss.ScalarQuantizer.QT_fp16
+        index = faiss.IndexScalarQuantizer(dim, qtype, faiss.METRIC_INNER_PRODUCT)
+        if n:
+            index.train(vectors)
     else:
         raise StylesearchError(f"unknown index kind {kind!r}")
     if n:
@@ -152,8 +161,8 @@ class EmbeddingIndex:
         A view of the flat store's memory (the index itself for flat, the graph's storage for HNSW),
         or the memory-mapped embeddings.npy for ivfpq, whose own codes are lossy.
         """
-        if self.kind == "ivfpq":
-            assert self._exact is not None, "an ivfpq index keeps its exact vectors in embeddings.npy"
+        if self.kind in LOSSY:
+            assert self._exact is not None, f"an {self.kind} index keeps its exact vectors in embeddings.npy"
             return self._exact
         store = self.faiss_index if self.kind == "flat" else faiss.downcast_index(self.faiss_index.storage)
         if store.ntotal == 0:
@@ -230,7 +239,7 @@ class EmbeddingIndex:
         products["content_sha256"] = [content_hash(s, r) for s, (_, r) in zip(shas, products.iterrows(), strict=True)]
         images = pd.DataFrame({"id": products["id"], "image": frame["image"]})
         manifest = _manifest(catalog, encoder, model_name, kind, cfg, vectors.shape)
-        index = cls(make_faiss(vectors, kind, cfg), products, manifest, None, vectors if kind == "ivfpq" else None)
+        index = cls(make_faiss(vectors, kind, cfg), products, manifest, None, vectors if kind in LOSSY else None)
         if out is not None:
             index.save(Path(out), images=images)
         return index
@@ -266,14 +275,14 @@ class EmbeddingIndex:
             self.products.to_parquet(tmp / PRODUCTS, index=False)
             images.to_parquet(tmp / IMAGES, index=False)
             names = [VECTORS, PRODUCTS, IMAGES]
-            if self.kind == "ivfpq":
+            if self.kind in LOSSY:
                 np.save(tmp / EXACT, np.asarray(self.vectors(), dtype=np.float32))
                 names.append(EXACT)
             self.manifest["files"] = {name: sha256_file(tmp / name) for name in names}
             self.manifest["manifest_sha256"] = manifest_hash(self.manifest)
             atomic_write_text(tmp / MANIFEST, json.dumps(self.manifest, indent=2))
         self.path = path
-        if self.kind == "ivfpq":
+        if self.kind in LOSSY:
             self._exact = np.load(path / EXACT, mmap_mode="r")
 
     @classmethod
@@ -301,7 +310,7 @@ class EmbeddingIndex:
             index.hnsw.efSearch = int(manifest["index"]["params"].get("ef_search", 64))
         if manifest["index"]["kind"] == "ivfpq":
             faiss.extract_index_ivf(index).nprobe = int(manifest["index"]["params"].get("nprobe", 16))
-        exact = np.load(path / EXACT, mmap_mode="r") if manifest["index"]["kind"] == "ivfpq" else None
+        exact = np.load(path / EXACT, mmap_mode="r") if manifest["index"]["kind"] in LOSSY else None
         # Last, so that a more specific complaint (a count, a file) is the one reported.
         if verify and "manifest_sha256" in manifest and manifest_hash(manifest) != manifest["manifest_sha256"]:
             raise IntegrityError(f"{path / MANIFEST}: edited after it was written (its own hash does not match); "

@@ -24,7 +24,7 @@ from stylesearch.catalog import Product
 from stylesearch.config import KAGGLE_ATTRIBUTES
 from stylesearch.errors import ManifestMismatchError, QueryError
 from stylesearch.images import decode_image
-from stylesearch.index import IMAGES, EmbeddingIndex, _plain
+from stylesearch.index import IMAGES, LOSSY, EmbeddingIndex, _plain
 from stylesearch.model import Encoder
 
 log = logging.getLogger(__name__)
@@ -246,7 +246,7 @@ class Searcher:
             scores, found = self.index.faiss_index.search(query[None, :], fetch)
             keep = (found[0] >= 0) & (found[0] != (-1 if exclude is None else exclude))
             found = found[0][keep]
-            scores = self.index.matrix()[found] @ query if self.index.kind == "ivfpq" else scores[0][keep]
+            scores = self.index.matrix()[found] @ query if self.index.kind in LOSSY else scores[0][keep]
             order = np.lexsort((found, -scores))[:k]
             return scores[order], found[order]
         if exclude is not None:
