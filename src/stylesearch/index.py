@@ -13,15 +13,12 @@ fingerprint and the catalogue hash, so a crashed build resumes from its complete
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
-import platform
 import shutil
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -29,17 +26,20 @@ import faiss
 import numpy as np
 import pandas as pd
 
-from stylesearch.config import KAGGLE_ATTRIBUTES, IndexConfig, to_dict
+from stylesearch.config import KAGGLE_ATTRIBUTES, IndexConfig
 from stylesearch.embedding import embed_chunks, remove_if_empty, work_dir
 from stylesearch.errors import IntegrityError, ManifestMismatchError, StylesearchError
 from stylesearch.files import atomic_dir, atomic_write_text, sha256_bytes, sha256_file
+from stylesearch.index_manifest import (
+    make_manifest,
+    manifest_hash,
+    read_manifest,
+)
 from stylesearch.model import Encoder
 from stylesearch.prepare import ProcessedCatalog, load_processed
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
-MANIFEST_KIND = "stylesearch.index"
 VECTORS, PRODUCTS, IMAGES, EXACT, MANIFEST = (
     "vectors.faiss", "products.parquet", "images.parquet", "embeddings.npy", "manifest.json")
 KINDS = ("auto", "flat", "hnsw", "ivfpq", "sq8", "fp16")
@@ -238,7 +238,7 @@ class EmbeddingIndex:
         products["image_sha256"] = shas
         products["content_sha256"] = [content_hash(s, r) for s, (_, r) in zip(shas, products.iterrows(), strict=True)]
         images = pd.DataFrame({"id": products["id"], "image": frame["image"]})
-        manifest = _manifest(catalog, encoder, model_name, kind, cfg, vectors.shape)
+        manifest = make_manifest(catalog, encoder, model_name, kind, cfg, vectors.shape)
         index = cls(make_faiss(vectors, kind, cfg), products, manifest, None, vectors if kind in LOSSY else None)
         if out is not None:
             index.save(Path(out), images=images)
@@ -318,28 +318,6 @@ class EmbeddingIndex:
         return cls(index, products, manifest, path, exact)
 
 
-def manifest_hash(manifest: dict[str, Any]) -> str:
-    """The manifest's hash of itself: catches accidental or careless edits (not a signature)."""
-    body = {k: v for k, v in manifest.items() if k != "manifest_sha256"}
-    return sha256_bytes(json.dumps(body, sort_keys=True, default=str).encode())
-
-
-def read_manifest(path: Path) -> dict[str, Any]:
-    file = Path(path) / MANIFEST
-    if not file.is_file():
-        raise ManifestMismatchError(f"{path}: not a search index (no {MANIFEST}); build one with `stylesearch index`")
-    try:
-        manifest = json.loads(file.read_text())
-    except json.JSONDecodeError as err:
-        raise IntegrityError(f"{file}: corrupt manifest ({err})") from err
-    if manifest.get("kind") != MANIFEST_KIND:
-        raise ManifestMismatchError(f"{path}: manifest kind is {manifest.get('kind')!r}, not a search index")
-    if manifest.get("format_version") != FORMAT_VERSION:
-        raise ManifestMismatchError(f"{path}: index format {manifest.get('format_version')}, expected "
-                                    f"{FORMAT_VERSION}; rebuild with `stylesearch index`")
-    return manifest
-
-
 def build_index(catalog: Path | str, out: Path | str, *, model: str, cfg: IndexConfig = IndexConfig(),
                 update: bool = False, progress: bool = True, encoder: Encoder | None = None,
                 backend: str = "torch") -> tuple[EmbeddingIndex, IndexReport]:
@@ -354,64 +332,6 @@ def build_index(catalog: Path | str, out: Path | str, *, model: str, cfg: IndexC
 
 
 # --- helpers ---------------------------------------------------------------------------------------
-
-
-def _manifest(catalog: ProcessedCatalog, encoder: Encoder, model_name: str | None, kind: str,
-              cfg: IndexConfig, shape: tuple[int, int]) -> dict[str, Any]:
-    name = model_name or getattr(encoder, "name", None) or type(encoder).__name__
-    params: dict[str, Any] = {"metric": "inner_product"}
-    if kind == "hnsw":
-        params |= {"m": cfg.hnsw_m, "ef_construction": cfg.hnsw_ef_construction, "ef_search": cfg.hnsw_ef_search}
-    if kind == "ivfpq":
-        params |= {"nprobe": cfg.ivf_nprobe}
-    return {
-        "kind": MANIFEST_KIND,
-        "format_version": FORMAT_VERSION,
-        "model": {"name": str(name), "fingerprint": encoder.fingerprint, "checkpoint_sha256": _checkpoint_hash(name),
-                  # a relative checkpoint directory is found again from another working directory
-                  "path": str(Path(name).resolve()) if Path(name).is_dir() else None},
-        "catalog": {"sha256": catalog.manifest.get("catalog_sha256"), "path": str(catalog.path),
-                    "source": catalog.manifest.get("source")},
-        "dim": int(shape[1]),
-        "count": int(shape[0]),
-        "index": {"kind": kind, "params": params},
-        "embedding": "image",  # rows are image embeddings; text queries meet them in CLIP's joint space
-        "preprocessing": _preprocessing(encoder),
-        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "versions": _versions(),
-        "config": to_dict(cfg),
-    }
-
-
-def _checkpoint_hash(name: str) -> str | None:
-    path = Path(name)
-    weights = sorted(path.glob("*.safetensors")) if path.is_dir() else []
-    if not weights:
-        return None  # a Hub name or the tiny preset: the fingerprint identifies the weights
-    return sha256_bytes("".join(sha256_file(w) for w in weights).encode())
-
-
-def _preprocessing(encoder: Encoder) -> dict[str, Any]:
-    processor = getattr(encoder, "image_processor", None)
-    if processor is None:
-        return {"encoder": type(encoder).__name__}
-    return {"encoder": type(encoder).__name__, "decode": "stylesearch.images.decode_image (RGB)",
-            "size": dict(getattr(processor, "size", {}) or {}),
-            "crop_size": dict(getattr(processor, "crop_size", {}) or {}),
-            "mean": list(getattr(processor, "image_mean", []) or []),
-            "std": list(getattr(processor, "image_std", []) or []),
-            "max_text_tokens": getattr(encoder, "max_tokens", None)}
-
-
-def _versions() -> dict[str, str]:
-    import stylesearch
-
-    out = {"python": platform.python_version(), "stylesearch": stylesearch.__version__, "faiss": faiss.__version__,
-           "numpy": np.__version__, "pandas": pd.__version__}
-    for name in ("torch", "transformers"):
-        with contextlib.suppress(ImportError):  # both are dependencies; a version is nice to have
-            out[name] = __import__(name).__version__
-    return out
 
 
 def _diff(old: pd.DataFrame, new: pd.DataFrame) -> tuple[list[str], list[str], list[str]]:
