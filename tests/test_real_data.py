@@ -25,7 +25,10 @@ def test_trained_tiny_model_finds_requested_article_types(shared_data, tmp_path)
     build_index(tmp_path / "cat", tmp_path / "index", model=str(tmp_path / "train" / "best"), cfg=IndexConfig())
     searcher = Searcher.from_index(tmp_path / "index")
     share = catalog.frame["articleType"].value_counts(normalize=True)
+    precisions = {}
     for query, article in QUERIES.items():
-        hits = searcher.search(query, k=5)
-        precision = sum(h.attributes["articleType"] == article for h in hits) / 5
-        assert precision >= max(0.4, 4 * share[article]), (query, [h.title for h in hits])
+        hits = searcher.search(query, k=10)
+        precisions[query] = sum(h.attributes["articleType"] == article for h in hits) / 10
+        # "well above chance": at least five times the type's share of the catalogue, and 2 of 10
+        assert precisions[query] >= max(0.2, 5 * share[article]), (query, [h.title for h in hits])
+    assert sum(precisions.values()) / len(precisions) >= 0.4, precisions
