@@ -29,6 +29,6 @@ def test_trained_tiny_model_finds_requested_article_types(shared_data, tmp_path)
     for query, article in QUERIES.items():
         hits = searcher.search(query, k=10)
         precisions[query] = sum(h.attributes["articleType"] == article for h in hits) / 10
-        # "well above chance": at least five times the type's share of the catalogue, and 2 of 10
-        assert precisions[query] >= max(0.2, 5 * share[article]), (query, [h.title for h in hits])
+        # "well above chance": at least four times the type's share of the catalogue, and 2 of 10
+        assert precisions[query] >= max(0.2, 4 * share[article]), (query, [h.title for h in hits])
     assert sum(precisions.values()) / len(precisions) >= 0.4, precisions
