@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import re
 from collections import Counter
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -100,9 +101,9 @@ def normalise_title(title: str) -> str:
 # --- split ---------------------------------------------------------------------------------------
 
 
-def group_ids(titles: list[str], image_hashes: list[str]) -> np.ndarray:
-    """Union rows that share a normalised title or identical image bytes; return a group id per row."""
-    parent = list(range(len(titles)))
+def union_roots(n: int, key_lists: Sequence[Iterable[object]]) -> list[int]:
+    """Union-find over `n` rows: rows sharing a key in any list end with the same root row."""
+    parent = list(range(n))
 
     def find(i: int) -> int:
         while parent[i] != i:
@@ -110,8 +111,8 @@ def group_ids(titles: list[str], image_hashes: list[str]) -> np.ndarray:
             i = parent[i]
         return i
 
-    for keys in (map(normalise_title, titles), image_hashes):
-        first: dict[str, int] = {}
+    for keys in key_lists:
+        first: dict[object, int] = {}
         for i, key in enumerate(keys):
             if key in first:
                 a, b = find(i), find(first[key])
@@ -119,7 +120,12 @@ def group_ids(titles: list[str], image_hashes: list[str]) -> np.ndarray:
                     parent[a] = b
             else:
                 first[key] = i
-    roots = [find(i) for i in range(len(titles))]
+    return [find(i) for i in range(n)]
+
+
+def group_ids(titles: list[str], image_hashes: list[str]) -> np.ndarray:
+    """Union rows that share a normalised title or identical image bytes; return a group id per row."""
+    roots = union_roots(len(titles), (map(normalise_title, titles), image_hashes))
     _, ids = np.unique(roots, return_inverse=True)
     return ids
 

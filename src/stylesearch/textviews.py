@@ -18,6 +18,7 @@ from torchvision.transforms import v2
 
 from stylesearch.errors import StylesearchError
 from stylesearch.pairs import PairCollator, ProductPairs
+from stylesearch.prepare import union_roots
 
 # name -> the columns it joins, in order; "title" and "full_text" are the prepared text columns.
 VIEWS: dict[str, tuple[str, ...]] = {
@@ -81,22 +82,8 @@ def merge_equal_texts(texts: Sequence[str], groups: Sequence[int]) -> list[int]:
     >>> merge_equal_texts(["Black Tshirts", "red dress", "black tshirts"], [7, 8, 9])
     [7, 8, 7]
     """
-    parent = list(range(len(texts)))
-
-    def find(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
-    for keys in ([t.strip().lower() for t in texts], list(groups)):
-        first: dict[object, int] = {}
-        for i, key in enumerate(keys):
-            if key in first:
-                parent[find(i)] = find(first[key])
-            else:
-                first[key] = i
-    return [int(groups[find(i)]) for i in range(len(texts))]
+    roots = union_roots(len(texts), ([t.strip().lower() for t in texts], list(groups)))
+    return [int(groups[r]) for r in roots]
 
 
 class ViewCollator:
