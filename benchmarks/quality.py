@@ -28,7 +28,8 @@ from stylesearch.config import PrepareConfig, TrainConfig, to_dict
 FT_TRAIN = 12_800
 BASE = TrainConfig(base_model="tiny", lr=5e-4, batch_size=64, epochs=1, warmup_steps=50, max_minutes=7.0, seed=0)
 FINE_TUNE = dict(lr=1e-4, batch_size=64, epochs=1, warmup_steps=20, max_minutes=12.0, seed=0)
-VARIANTS = {"control": {}, "confusable": {"sampler": "confusable"}, "views": {"text_views": "views"}}
+VARIANTS = {"control": {}, "confusable": {"sampler": "confusable"}, "views": {"text_views": "views"},
+            "hard": {"sampler": "hard"}}
 
 
 def prepare_catalogues(data: str, work: Path) -> tuple[Path, Path]:

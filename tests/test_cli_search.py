@@ -106,6 +106,35 @@ def test_interactive_prompt_takes_commands_and_queries(index_dir: Path, searcher
     assert all(h.id in result.output for h in searcher.search("blue", k=2))
 
 
+def test_interactive_prompt_searches_in_the_mode_asked_for(index_dir: Path, searcher: Searcher):
+    from stylesearch.hybrid import search as search_in_mode
+
+    query = "black watch"
+    clip = [h.id for h in searcher.search(query, k=5)]
+    hybrid = [h.id for h in search_in_mode(searcher, query, k=5, mode="hybrid")]
+    assert clip != hybrid  # else this test could not tell the modes apart
+
+    def first_table_ids(output: str, n: int = 5) -> list[str]:
+        known = set(clip) | set(hybrid)
+        return [w for w in output.replace("│", " ").split() if w in known][:n]
+
+    from_flag = search("--index", str(index_dir), "--mode", "hybrid", input=f"{query}\n:quit\n")
+    assert from_flag.exit_code == 0, from_flag.output
+    assert "search (10, hybrid)>" in from_flag.output
+    assert first_table_ids(from_flag.output) == hybrid
+    switched = search("--index", str(index_dir), "-k", "5", input=f":mode hybrid\n{query}\n:mode clip\n{query}\n"
+                      ":mode fuzzy\n:quit\n")
+    assert switched.exit_code == 0, switched.output
+    tables = switched.output.split("mode: ")
+    assert first_table_ids(tables[1]) == hybrid and first_table_ids(tables[2]) == clip
+    assert "search mode 'fuzzy'" in " ".join(switched.output.split())
+
+
+def test_an_unknown_mode_is_refused_before_the_prompt_starts(index_dir: Path):
+    result = search("--index", str(index_dir), "--mode", "fuzzy", input=":quit\n")
+    assert result.exit_code == 2 and "search mode 'fuzzy'" in " ".join(result.output.split())
+
+
 @pytest.mark.slow
 def test_index_then_search_on_real_shared_photos(shared_data: Path, tmp_path: Path):
     """The real pipeline on 400 real products: prepare, index with the tiny model, search with filters.

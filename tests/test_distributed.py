@@ -15,6 +15,7 @@ import torch.multiprocessing as mp
 from stylesearch import distributed
 from stylesearch.config import TrainConfig
 from stylesearch.model import tiny_model
+from stylesearch.pairs import PairCollator
 from stylesearch.train import PairEncoder, global_loss
 
 WORLD = 2
@@ -37,40 +38,55 @@ def join_as_rank(rank: int, port: int) -> None:
     torch.set_num_threads(1)  # two ranks on a small CPU: no oversubscription
 
 
-def global_batch() -> dict[str, torch.Tensor]:
+# A second text view (views-sum): rows 1 and 5 are different products with the same words, on different
+# ranks; their text keys must make them positives of each other as in one process.
+VIEW2 = ["blue shirts", "red dresses", "black watches", "white shoes", "white shoes", "red dresses", "grey bags"]
+
+
+def global_batch(views: int = 1) -> dict[str, torch.Tensor]:
+    from stylesearch.textviews import ViewCollator
+
     loaded = tiny_model(seed=0)
-    tokens = loaded.processor.tokenizer(TEXTS, padding=True, return_tensors="pt")
     pixels = torch.randn(len(TEXTS), 3, 64, 64, generator=torch.Generator().manual_seed(0))
-    return {"pixel_values": pixels, "input_ids": tokens["input_ids"], "attention_mask": tokens["attention_mask"],
-            "groups": torch.tensor(GROUPS)}
+    if views == 1:
+        tokens = loaded.processor.tokenizer(TEXTS, padding=True, return_tensors="pt")
+        return {"pixel_values": pixels, "input_ids": tokens["input_ids"],
+                "attention_mask": tokens["attention_mask"], "groups": torch.tensor(GROUPS)}
+    collate = ViewCollator(PairCollator(loaded.processor.tokenizer, 77))
+    return collate([(p, (a, b), g) for p, a, b, g in zip(pixels, TEXTS, VIEW2, GROUPS, strict=True)])
 
 
 def one_step(pair: torch.nn.Module, model: torch.nn.Module, batch: dict[str, torch.Tensor],
              rows: list[int], sizes: list[int]) -> dict[str, torch.Tensor]:
     """Forward this process's rows, the global loss, backward: the loss and every parameter's gradient."""
-    image, text = pair(batch["pixel_values"][rows], batch["input_ids"][rows], batch["attention_mask"][rows])
-    loss = global_loss(image, text, batch["groups"][rows], model.logit_scale, sizes)
+    views = len(batch["input_ids"]) // len(batch["pixel_values"])
+    text_rows = [v * len(TEXTS) + r for v in range(views) for r in rows]
+    image, text = pair(batch["pixel_values"][rows], batch["input_ids"][text_rows],
+                       batch["attention_mask"][text_rows])
+    keys = batch["text_keys"][:, rows] if "text_keys" in batch else None
+    loss = global_loss(image, text, batch["groups"][rows], model.logit_scale, sizes, keys)
     loss.backward()
     grads = {name: p.grad.detach().clone() for name, p in model.named_parameters() if p.grad is not None}
     return {"loss": loss.detach(), **{f"grad/{k}": v for k, v in grads.items()}}
 
 
-def _step_worker(rank: int, port: int, out: str) -> None:
+def _step_worker(rank: int, port: int, out: str, views: int) -> None:
     join_as_rank(rank, port)
     where = distributed.setup()
     model = tiny_model(seed=0).model.train()
     pair = torch.nn.parallel.DistributedDataParallel(PairEncoder(model))
     rows = distributed.shard(list(range(len(TEXTS))), rank, WORLD)
-    result = one_step(pair, model, global_batch(), rows, distributed.shard_sizes(len(TEXTS), WORLD))
+    result = one_step(pair, model, global_batch(views), rows, distributed.shard_sizes(len(TEXTS), WORLD))
     torch.save(result, Path(out) / f"rank{rank}.pt")
     distributed.cleanup(where)
 
 
-def test_two_process_step_equals_one_process_step_on_the_global_batch(tmp_path):
+@pytest.mark.parametrize("views", [1, 2], ids=["one caption", "views-sum with equal texts across ranks"])
+def test_two_process_step_equals_one_process_step_on_the_global_batch(tmp_path, views):
     model = tiny_model(seed=0).model.train()
-    single = one_step(PairEncoder(model), model, global_batch(), list(range(len(TEXTS))), [len(TEXTS)])
+    single = one_step(PairEncoder(model), model, global_batch(views), list(range(len(TEXTS))), [len(TEXTS)])
 
-    mp.spawn(_step_worker, args=(free_port(), str(tmp_path)), nprocs=WORLD, join=True)
+    mp.spawn(_step_worker, args=(free_port(), str(tmp_path), views), nprocs=WORLD, join=True)
 
     for rank in range(WORLD):
         ranked = torch.load(tmp_path / f"rank{rank}.pt", weights_only=True)
@@ -108,10 +124,26 @@ SHORT = TrainConfig(base_model="tiny", lr=1e-3, weight_decay=0.1, batch_size=16,
                     patience=5, save_every_steps=0)
 
 
-def _train_worker(rank: int, port: int, catalog_dir: str, out: str) -> None:
+def _train_worker(rank: int, port: int, catalog_dir: str, out: str, options: dict | None = None) -> None:
     join_as_rank(rank, port)
+    import stylesearch.sampler as sampler_module
     import stylesearch.train as train_module
     from stylesearch.prepare import load_processed
+
+    real_plan, real_mine = train_module.plan_batches, sampler_module.mined_for_epoch
+
+    def recording_plan(*args, **kw):  # the batches this rank trained on
+        batches = real_plan(*args, **kw)
+        if kw.get("loaded") is not None:
+            with open(Path(out) / f"batches-rank{rank}.jsonl", "a") as fh:
+                fh.write(json.dumps(batches) + "\n")
+        return batches
+
+    def recording_mine(*args, **kw):
+        (Path(out) / f"mined-by-rank{rank}").touch()
+        return real_mine(*args, **kw)
+
+    train_module.plan_batches, sampler_module.mined_for_epoch = recording_plan, recording_mine
 
     real_save = train_module.save_checkpoint
 
@@ -121,7 +153,7 @@ def _train_worker(rank: int, port: int, catalog_dir: str, out: str) -> None:
         real_save(loaded, path, cfg, **kw)
 
     train_module.save_checkpoint = recording_save
-    result = train_module.train(load_processed(Path(catalog_dir)), SHORT, Path(out) / "run")
+    result = train_module.train(load_processed(Path(catalog_dir)), replace(SHORT, **(options or {})), Path(out) / "run")
     (Path(out) / f"result-rank{rank}.json").write_text(json.dumps({"steps": result.steps, "stopped": result.stopped,
                                                                    "epochs": result.epochs_done}))
 
@@ -147,6 +179,18 @@ def test_two_process_training_saves_one_checkpoint_from_rank_0(processed_dir, tm
                                                       "train_config.json"]
     state = torch.load(run / "last" / "training_state.pt", weights_only=True)
     assert state["step"] == results[0]["steps"]
+
+
+def test_two_process_hard_negatives_are_mined_once_and_every_rank_plans_the_same_batches(processed_dir, tmp_path):
+    options = {"sampler": "hard", "text_views": "views-sum"}
+    mp.spawn(_train_worker, args=(free_port(), str(processed_dir), str(tmp_path), options), nprocs=WORLD, join=True)
+
+    results = [json.loads((tmp_path / f"result-rank{r}.json").read_text()) for r in range(WORLD)]
+    assert results[0] == results[1] and results[0]["steps"] > 0
+    planned = [(tmp_path / f"batches-rank{r}.jsonl").read_text() for r in range(WORLD)]
+    assert planned[0] == planned[1] and planned[0].strip()
+    assert (tmp_path / "mined-by-rank0").exists() and not (tmp_path / "mined-by-rank1").exists()
+    assert [p.name for p in (tmp_path / "run" / "mined").iterdir()] == ["epoch-0.npy"]
 
 
 def _resume_worker(rank: int, port: int, catalog_dir: str, out: str) -> None:

@@ -13,6 +13,7 @@ from stylesearch.sampler import (
     confusable_batches,
     hard_batches,
     mine_neighbours,
+    mixed_batches,
     plan_batches,
 )
 from stylesearch.train import epoch_batches
@@ -51,14 +52,38 @@ def test_confusable_batches_are_far_more_confusable_than_random(labelled):
 def test_every_sampler_uses_each_product_once_and_matches_the_random_batch_count(labelled):
     random = plan_batches("random", labelled, 10, 3, 1)
     neighbours = mine_neighbours(np.eye(len(labelled), dtype=np.float32))
-    for batches in (plan_batches("confusable", labelled, 10, 3, 1), hard_batches(neighbours, 10, 3, 1)):
+    for batches in (plan_batches("confusable", labelled, 10, 3, 1), plan_batches("mixed", labelled, 10, 3, 1),
+                    hard_batches(neighbours, 10, 3, 1)):
         assert sorted(i for b in batches for i in b) == list(range(len(labelled)))
         assert len(batches) == len(random)
+
+
+@pytest.mark.parametrize("n", [2, 17, 91, 96])
+def test_mixed_batches_match_the_random_count_for_any_size(labelled, n):
+    frame = labelled.head(n).reset_index(drop=True)
+    for size in (4, 10, 16):
+        mixed, random = plan_batches("mixed", frame, size, 1, 0), plan_batches("random", frame, size, 1, 0)
+        assert len(mixed) == len(random)
+        used = [i for b in mixed for i in b]
+        assert len(used) == len(set(used)) == sum(map(len, random))  # each product at most once, as many as random
+        assert sorted(map(len, mixed)) == sorted(map(len, random))
+
+
+def test_mixed_batches_sit_between_random_and_confusable(labelled):
+    random = batch_confusability(labelled, epoch_batches(len(labelled), 8, 0, 0))
+    mixed = batch_confusability(labelled, mixed_batches(labelled, 8, 0, 0))
+    confusable = batch_confusability(labelled, confusable_batches(labelled, 8, 0, 0))
+    for key in ("sub_diff_type", "type_diff_colour"):
+        assert random[key] < mixed[key] < confusable[key]
+    blocks = [b for b in mixed_batches(labelled, 8, 0, 0) if labelled.iloc[b]["subCategory"].nunique() == 1]
+    assert 0.3 <= len(blocks) / 12 <= 0.8  # about half the batches are one-subCategory blocks
 
 
 def test_batches_are_a_pure_function_of_seed_and_epoch(labelled):
     assert confusable_batches(labelled, 16, 0, 2) == confusable_batches(labelled, 16, 0, 2)
     assert confusable_batches(labelled, 16, 0, 2) != confusable_batches(labelled, 16, 0, 3)
+    assert mixed_batches(labelled, 16, 0, 2) == mixed_batches(labelled, 16, 0, 2)
+    assert mixed_batches(labelled, 16, 0, 2) != mixed_batches(labelled, 16, 0, 3)
     assert plan_batches("random", labelled, 16, 0, 2) == epoch_batches(len(labelled), 16, 0, 2)
 
 

@@ -73,9 +73,11 @@ def train(
     num_workers: int = typer.Option(0, help="Image decoding worker processes."),
     seed: int = typer.Option(0),
     sampler: str = typer.Option(TrainConfig.sampler, help="Batches: random | confusable (look-alikes together) | "
-                                "hard (nearest neighbours mined each epoch). See docs/quality.md."),
+                                "mixed (half confusable, half random) | hard (nearest neighbours mined each "
+                                "epoch). See docs/quality.md."),
     text_views: str = typer.Option(TrainConfig.text_views, help="Caption: full_text | views (title, colour + type, "
-                                   "gender + usage, ... drawn per step) | one view name. See docs/quality.md."),
+                                   "gender + usage, ... one drawn per step) | views-sum (every view each step, "
+                                   "losses averaged) | one view name. See docs/quality.md."),
     resume: bool = typer.Option(False, help="Continue from OUT/last."),
 ) -> None:
     """Fine-tune CLIP with a symmetric InfoNCE loss; keeps best/ and last/ checkpoints."""

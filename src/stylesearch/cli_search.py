@@ -13,11 +13,13 @@ from rich.table import Table
 from stylesearch.cli import app, console, err_console, friendly, print_json
 from stylesearch.config import IndexConfig
 from stylesearch.errors import QueryError, StylesearchError
+from stylesearch.hybrid import check_mode
+from stylesearch.hybrid import search as search_in_mode
 from stylesearch.index import KINDS, build_index, with_kind
 from stylesearch.search import Hit, Searcher, parse_filters
 
 HELP_INTERACTIVE = """commands: :k N (results per query), :filter col=value (add; repeat for more), :filter (show),
-:clear (drop filters), :like ID, :image PATH, :help, :quit; anything else is a text query"""
+:clear (drop filters), :mode clip|hybrid, :like ID, :image PATH, :help, :quit; anything else is a text query"""
 
 
 @app.command("index")
@@ -77,17 +79,16 @@ def search_command(
     if len(chosen) > 1:
         raise QueryError("give one of: a query, --image or --like")
     wanted = parse_filters(filters)
+    check_mode(mode)
     searcher = Searcher.from_index(index, model=model, backend=backend)
     if not chosen:
-        _interactive(searcher, k, wanted)
+        _interactive(searcher, k, wanted, mode)
         return
     if image is not None:
         hits = searcher.search_image(image, k, wanted, offset)
     elif like is not None:
         hits = searcher.similar(like, k, wanted, offset)
     else:
-        from stylesearch.hybrid import search as search_in_mode
-
         hits = search_in_mode(searcher, str(query), k, wanted, offset, mode=mode)
     _show(hits, searcher, as_json, title=str(query if query is not None else image or f"like {like}"),
           filters=wanted, k=k)
@@ -148,12 +149,13 @@ def _reader() -> Callable[[str], str]:
     return input
 
 
-def _interactive(searcher: Searcher, k: int, filters: dict[str, Any]) -> None:
+def _interactive(searcher: Searcher, k: int, filters: dict[str, Any], mode: str = "clip") -> None:
     read = _reader()
     console.print(f"searching {len(searcher)} products; {HELP_INTERACTIVE}", highlight=False)
     while True:
         try:
-            line = read(f"search ({k}{', ' + _describe(filters) if filters else ''})> ").strip()
+            state = ", ".join([str(k), *([mode] if mode != "clip" else []), *([_describe(filters)] if filters else [])])
+            line = read(f"search ({state})> ").strip()
         except EOFError:
             return
         if not line:
@@ -176,6 +178,9 @@ def _interactive(searcher: Searcher, k: int, filters: dict[str, Any]) -> None:
                     filters = {**filters, **added}
                 console.print(f"filters: {_describe(filters) or 'none'} ({searcher.count(filters)} products)",
                               highlight=False)
+            elif command == ":mode":
+                mode = check_mode(rest) if rest else mode
+                console.print(f"mode: {mode}", highlight=False)
             elif command == ":clear":
                 filters = {}
                 console.print("filters cleared", highlight=False)
@@ -186,7 +191,8 @@ def _interactive(searcher: Searcher, k: int, filters: dict[str, Any]) -> None:
             elif command.startswith(":"):
                 raise QueryError(f"unknown command {command}; {HELP_INTERACTIVE}")
             else:
-                _show(searcher.search(line, k, filters), searcher, False, title=line, filters=filters, k=k)
+                _show(search_in_mode(searcher, line, k, filters, mode=mode), searcher, False, title=line,
+                      filters=filters, k=k)
         except StylesearchError as err:
             err_console.print(f"[red]error:[/red] {err}", highlight=False)
 

@@ -77,8 +77,8 @@ class TrainConfig:
     num_workers: int = 0  # image decode workers; 0 keeps tests simple and CPU runs predictable
     save_every_steps: int = 200  # a killed run loses at most this many steps
     # Issue 5 options (stylesearch.sampler, stylesearch.textviews); defaults chosen by docs/quality.md.
-    sampler: str = "random"  # random | confusable | hard
-    text_views: str = "full_text"  # full_text | views | one view name
+    sampler: str = "random"  # random | confusable | mixed | hard
+    text_views: str = "full_text"  # full_text | views | views-sum | one view name
     val_max_items: int = 2000  # full-gallery recall over more is slow on a CPU and no more telling
 
 

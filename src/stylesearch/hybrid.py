@@ -293,11 +293,17 @@ class HybridSearcher:
         return hits
 
 
+def check_mode(mode: str) -> str:
+    """`mode` if it is a search mode, else a `QueryError` naming the choices."""
+    if mode not in MODES:
+        raise QueryError(f"search mode {mode!r}: use one of {', '.join(MODES)}")
+    return mode
+
+
 def search(searcher: Searcher, query: str, k: int = 10, filters: Mapping | None = None, offset: int = 0,
            mode: str = "clip") -> list[Hit]:
     """One call for both modes; hybrid builds its BM25 index on first use and keeps it on the searcher."""
-    if mode not in MODES:
-        raise QueryError(f"search mode {mode!r}: use one of {', '.join(MODES)}")
+    check_mode(mode)
     if mode == "clip":
         return searcher.search(query, k, filters, offset)
     hybrid = getattr(searcher, "_hybrid", None)

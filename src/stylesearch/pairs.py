@@ -68,13 +68,11 @@ class PairCollator:
         self.tokenizer = tokenizer
         self.max_tokens = max_tokens
 
-    def __call__(self, batch: Sequence[tuple[torch.Tensor, str, int]]) -> dict[str, torch.Tensor]:
-        pixels, texts, groups = zip(*batch, strict=True)
+    def tokenize(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
         tokens = self.tokenizer(list(texts), padding=True, truncation=True, max_length=self.max_tokens,
                                 return_tensors="pt")
-        return {
-            "pixel_values": torch.stack(pixels),
-            "input_ids": tokens["input_ids"],
-            "attention_mask": tokens["attention_mask"],
-            "groups": torch.tensor(groups),
-        }
+        return {"input_ids": tokens["input_ids"], "attention_mask": tokens["attention_mask"]}
+
+    def __call__(self, batch: Sequence[tuple[torch.Tensor, str, int]]) -> dict[str, torch.Tensor]:
+        pixels, texts, groups = zip(*batch, strict=True)
+        return {"pixel_values": torch.stack(pixels), **self.tokenize(texts), "groups": torch.tensor(groups)}

@@ -1,16 +1,19 @@
 """Batches of confusable products, so in-batch negatives teach the differences shoppers care about.
 
 With random batches of 32 from 141 article types, a dress rarely meets a nightdress in a batch, so
-the loss never has to tell them apart. Three samplers, all a pure function of (seed, epoch) so
+the loss never has to tell them apart. Four samplers, all a pure function of (seed, epoch) so
 --resume replays an epoch exactly, and all giving the same number of batches as the random one:
 
 - ``random``: `train.epoch_batches`, the shuffled order.
 - ``confusable``: a batch is a block of one subCategory, drawn round-robin over its article types
   (different types side by side) and, inside a type, round-robin over colours (same type, different
   colour side by side). Blocks are shuffled, so consecutive steps still see different subCategories.
+- ``mixed``: half the products (drawn per epoch) in confusable batches, the other half in random
+  ones, the batches shuffled together: look-alikes side by side without losing the easy negatives.
 - ``hard``: each product is followed by its nearest neighbours under the current model (image
   embeddings, mined once at the start of each epoch and cached as `mined/epoch-<n>.npy` in the run
   directory, so a resumed epoch reuses the same neighbours rather than re-mining with later weights).
+  Under torchrun rank 0 mines and broadcasts the neighbours to the other ranks.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ import pandas as pd
 
 from stylesearch.errors import StylesearchError
 
-SAMPLERS = ("random", "confusable", "hard")
+SAMPLERS = ("random", "confusable", "mixed", "hard")
 LABELS = ("subCategory", "articleType", "baseColour")
 NEIGHBOURS = 3  # per anchor: a batch of 32 holds 8 look-alike quads, not one 32-long chain
 
@@ -49,11 +52,9 @@ def _labels(frame: pd.DataFrame) -> pd.DataFrame:
                         index=range(len(frame)))
 
 
-def confusable_batches(frame: pd.DataFrame, batch_size: int, seed: int, epoch: int,
-                       world: int = 1) -> list[list[int]]:
-    """Batches that each hold one subCategory, mixing its article types and, within a type, its colours."""
-    rng = np.random.default_rng([seed, epoch, 1])
-    labels = _labels(frame)
+def _confusable_blocks(labels: pd.DataFrame, batch_size: int,
+                       rng: np.random.Generator) -> tuple[list[list[int]], list[int]]:
+    """Full batches of one subCategory each, and the rows left over when a subCategory does not fill one."""
     blocks: list[list[int]] = []
     leftovers: list[int] = []
     for _, sub in labels.groupby("subCategory", sort=True):
@@ -68,10 +69,34 @@ def confusable_batches(frame: pd.DataFrame, batch_size: int, seed: int, epoch: i
         full = len(order) // batch_size * batch_size
         blocks.extend(order[i:i + batch_size] for i in range(0, full, batch_size))
         leftovers.extend(order[full:])
+    return blocks, leftovers
+
+
+def confusable_batches(frame: pd.DataFrame, batch_size: int, seed: int, epoch: int,
+                       world: int = 1) -> list[list[int]]:
+    """Batches that each hold one subCategory, mixing its article types and, within a type, its colours."""
+    rng = np.random.default_rng([seed, epoch, 1])
+    blocks, leftovers = _confusable_blocks(_labels(frame), batch_size, rng)
     # Remainders of small subCategories fill the last batches together, shuffled.
     sequence = [i for b in rng.permutation(len(blocks)) for i in blocks[b]]
     sequence += [leftovers[i] for i in rng.permutation(len(leftovers))]
     batches = _chunks(sequence, batch_size, world)
+    return [batches[i] for i in rng.permutation(len(batches))]
+
+
+def mixed_batches(frame: pd.DataFrame, batch_size: int, seed: int, epoch: int, world: int = 1,
+                  share: float = 0.5) -> list[list[int]]:
+    """About `share` of the batches confusable, the rest random: look-alikes without starving easy negatives."""
+    rng = np.random.default_rng([seed, epoch, 3])
+    order = rng.permutation(len(frame))
+    chosen = np.sort(order[:int(round(share * len(frame)))])
+    labels = _labels(frame).iloc[chosen].reset_index(drop=True)
+    blocks, leftovers = _confusable_blocks(labels, batch_size, rng)
+    blocks = [[int(chosen[i]) for i in block] for block in blocks]
+    rest = np.concatenate([order[len(chosen):], chosen[leftovers]]).astype(int)
+    rest = rest[rng.permutation(len(rest))].tolist()
+    # Confusable blocks are full, so the random rest ends with the only short batch, as in `epoch_batches`.
+    batches = [b for b in blocks if len(b) >= max(2, world)] + _chunks(rest, batch_size, world)
     return [batches[i] for i in rng.permutation(len(batches))]
 
 
@@ -158,8 +183,15 @@ def plan_batches(sampler: str, frame: pd.DataFrame, batch_size: int, seed: int, 
         return epoch_batches(len(frame), batch_size, seed, epoch, world)
     if sampler == "confusable" or (sampler == "hard" and loaded is None):
         return confusable_batches(frame, batch_size, seed, epoch, world)
+    if sampler == "mixed":
+        return mixed_batches(frame, batch_size, seed, epoch, world)
     if sampler == "hard":
-        return hard_batches(mined_for_epoch(loaded, frame, epoch, cache_dir), batch_size, seed, epoch, world=world)
+        from stylesearch import distributed
+
+        # Rank 0 alone mines and caches; the others take its neighbours, so every rank plans the same
+        # batches even where two GPUs would round the embeddings differently, and no two ranks write the cache.
+        mined = mined_for_epoch(loaded, frame, epoch, cache_dir) if distributed.is_main() else None
+        return hard_batches(distributed.broadcast(mined), batch_size, seed, epoch, world=world)
     raise StylesearchError(f"unknown sampler {sampler!r}; use one of {', '.join(SAMPLERS)}")
 
 

@@ -1,16 +1,23 @@
-"""Several text views of one product (title, colour + type, gender + usage, ...), one drawn per step.
+"""Several text views of one product (title, colour + type, gender + usage, ...), as Marqo-FashionCLIP's GCL.
 
-Marqo-FashionCLIP's GCL trains against several fields of a product instead of one caption. Here
-each training step draws one view per product from the torch RNG, which the training loop seeds
-per batch, so the drawn texts are a pure function of (seed, epoch, batch) and --resume replays them.
+GCL trains against several fields of a product instead of one caption. Two ways are offered:
 
-Two different products can share a short view ("Black Tshirts"): `ViewCollator` makes such rows
-positives for each other, or the loss would push apart captions that are word for word the same.
+- ``views``: each step draws one view per product from the torch RNG, which the training loop seeds
+  per batch, so the drawn texts are a pure function of (seed, epoch, batch) and --resume replays them.
+  One text forward per product, as plain training.
+- ``views-sum``: every view of every product in each step, one contrastive loss per view, averaged.
+  Costs one text forward per view, but every step sees every field.
+
+Two different products can share a short view ("Black Tshirts"). Each text carries a stable key
+(`text_key`); the loss gathers the keys with the groups, so such rows are positives of each other
+across the whole global batch, on every torchrun rank, or the loss would push apart captions that
+are word for word the same.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import hashlib
+from collections.abc import Sequence
 
 import pandas as pd
 import torch
@@ -29,8 +36,9 @@ VIEWS: dict[str, tuple[str, ...]] = {
     "gender_colour_type": ("gender", "baseColour", "articleType"),
     "season_type": ("season", "articleType"),
 }
-# "views" trains on all of them; a name of VIEWS alone is one fixed view (full_text is the baseline).
-MODES = ("views", *VIEWS)
+# "views" draws one view per step, "views-sum" averages a loss per view; a name of VIEWS alone is one
+# fixed view (full_text is the baseline).
+MODES = ("views", "views-sum", *VIEWS)
 
 
 def view_text(row: pd.Series | dict, view: str) -> str:
@@ -59,14 +67,43 @@ def product_views(frame: pd.DataFrame, names: Sequence[str] = tuple(VIEWS)) -> l
     return out
 
 
+def every_view(frame: pd.DataFrame, names: Sequence[str] = tuple(VIEWS)) -> list[tuple[str, ...]]:
+    """Per product, one text per view name in order; an empty view falls back to the product's first text.
+
+    Every product has the same number of texts, so a batch's view v is a clean (batch, dim) block.
+    """
+    out = []
+    for (_, row), distinct in zip(frame.iterrows(), product_views(frame, names), strict=True):
+        out.append(tuple(view_text(row, name) or distinct[0] for name in names))
+    return out
+
+
+def text_key(text: str) -> int:
+    """A stable 63-bit id of a text, ignoring case and spacing: the same on every process.
+
+    >>> text_key("Black  Tshirts") == text_key("black tshirts")
+    True
+    """
+    digest = hashlib.blake2b(" ".join(text.lower().split()).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") >> 1
+
+
+def merge_equal_texts(keys: Sequence, groups: Sequence[int]) -> list[int]:
+    """Relabel groups so rows with the same text key also share a group.
+
+    >>> merge_equal_texts(["black tshirts", "red dress", "black tshirts"], [7, 8, 9])
+    [7, 8, 7]
+    """
+    roots = union_roots(len(keys), (list(keys), list(groups)))
+    return [int(groups[r]) for r in roots]
+
+
 class ProductViews(ProductPairs):
     """`ProductPairs` whose text is one view drawn per access from torch's (per-batch seeded) RNG."""
 
     def __init__(self, frame: pd.DataFrame, transform: v2.Compose, views: Sequence[str] = tuple(VIEWS)):
         super().__init__(frame, transform)
-        unknown = [v for v in views if v not in VIEWS]
-        if unknown:
-            raise StylesearchError(f"unknown text view(s) {', '.join(unknown)}; known: {', '.join(VIEWS)}")
+        _check_views(views)
         self.views = product_views(frame, views)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, str, int]:
@@ -76,36 +113,55 @@ class ProductViews(ProductPairs):
         return pixels, choices[pick], group
 
 
-def merge_equal_texts(texts: Sequence[str], groups: Sequence[int]) -> list[int]:
-    """Relabel groups so rows with the same text (case-insensitive) also share a group.
+class ProductAllViews(ProductPairs):
+    """`ProductPairs` whose text is a tuple: every view of the product, in `views` order."""
 
-    >>> merge_equal_texts(["Black Tshirts", "red dress", "black tshirts"], [7, 8, 9])
-    [7, 8, 7]
-    """
-    roots = union_roots(len(texts), ([t.strip().lower() for t in texts], list(groups)))
-    return [int(groups[r]) for r in roots]
+    def __init__(self, frame: pd.DataFrame, transform: v2.Compose, views: Sequence[str] = tuple(VIEWS)):
+        super().__init__(frame, transform)
+        _check_views(views)
+        self.views = every_view(frame, views)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, tuple[str, ...], int]:
+        pixels, _, group = super().__getitem__(i)
+        return pixels, self.views[i], group
 
 
 class ViewCollator:
-    """`PairCollator`, then rows with equal texts become positives of each other."""
+    """Pixels, the texts of every view stacked view-major ((views x batch) rows), groups and text keys.
 
-    def __init__(self, inner: PairCollator | Callable):
+    With one text per product this is `PairCollator` plus `text_keys` of shape (1, batch).
+    """
+
+    def __init__(self, inner: PairCollator):
         self.inner = inner
 
-    def __call__(self, batch: Sequence[tuple[torch.Tensor, str, int]]) -> dict[str, torch.Tensor]:
-        out = self.inner(batch)
-        texts = [b[1] for b in batch]
-        out["groups"] = torch.tensor(merge_equal_texts(texts, [int(b[2]) for b in batch]))
-        return out
+    def __call__(self, batch: Sequence[tuple[torch.Tensor, str | tuple[str, ...], int]]) -> dict[str, torch.Tensor]:
+        per_item = [(b[1],) if isinstance(b[1], str) else tuple(b[1]) for b in batch]
+        views = len(per_item[0])
+        texts = [item[v] for v in range(views) for item in per_item]  # view 0 of every row, then view 1, ...
+        return {
+            "pixel_values": torch.stack([b[0] for b in batch]),
+            **self.inner.tokenize(texts),
+            "groups": torch.tensor([int(b[2]) for b in batch]),
+            "text_keys": torch.tensor([text_key(t) for t in texts], dtype=torch.int64).view(views, len(batch)),
+        }
+
+
+def _check_views(views: Sequence[str]) -> None:
+    unknown = [v for v in views if v not in VIEWS]
+    if unknown:
+        raise StylesearchError(f"unknown text view(s) {', '.join(unknown)}; known: {', '.join(VIEWS)}")
 
 
 def training_texts(frame: pd.DataFrame, transform: v2.Compose, collate: PairCollator,
-                   mode: str) -> tuple[ProductPairs, Callable]:
-    """The dataset and collator for `TrainConfig.text_views`: one fixed column, or all views drawn per step."""
+                   mode: str) -> tuple[ProductPairs, PairCollator | ViewCollator]:
+    """The dataset and collator for `TrainConfig.text_views`: one fixed column, one view per step, or all views."""
     if mode not in MODES:
         raise StylesearchError(f"text views {mode!r}: use one of {', '.join(MODES)}")
     if mode == "full_text":
         return ProductPairs(frame, transform), collate
     if mode == "views":
         return ProductViews(frame, transform), ViewCollator(collate)
+    if mode == "views-sum":
+        return ProductAllViews(frame, transform), ViewCollator(collate)
     return ProductViews(frame, transform, views=(mode,)), ViewCollator(collate)

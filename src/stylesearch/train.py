@@ -30,7 +30,7 @@ from stylesearch.model import ClipEncoder, LoadedModel, load_model
 from stylesearch.pairs import PairCollator, ProductPairs, train_transform
 from stylesearch.prepare import ProcessedCatalog
 from stylesearch.sampler import plan_batches
-from stylesearch.textviews import training_texts
+from stylesearch.textviews import merge_equal_texts, training_texts
 
 
 @dataclass
@@ -112,14 +112,28 @@ class PairEncoder(torch.nn.Module):
 
 
 def global_loss(image: torch.Tensor, text: torch.Tensor, groups: torch.Tensor, logit_scale: torch.Tensor,
-                sizes: list[int]) -> torch.Tensor:
+                sizes: list[int], text_keys: torch.Tensor | None = None) -> torch.Tensor:
     """The contrastive loss over the global batch, from this rank's rows (`sizes`: rows per rank).
 
     Every rank's embeddings are gathered with gradients, so each row meets every negative in the
     global batch and duplicates are positives across ranks, exactly as in one process.
+
+    `text` may hold several views stacked view-major ((views x rows), see `textviews.ViewCollator`):
+    the loss is then the mean of one loss per view. `text_keys` ((views, rows)) makes rows whose
+    view text is the same positives of each other, across ranks too.
     """
-    image, text = gather_with_grad(image, sizes), gather_with_grad(text, sizes)
-    return contrastive_loss(image, text, logit_scale, same_item_mask(gather(groups, sizes)))
+    rows = len(image)
+    views = len(text) // max(1, rows)
+    image, groups = gather_with_grad(image, sizes), gather(groups, sizes)
+    losses = []
+    for v in range(views):
+        same = groups
+        if text_keys is not None:
+            keys = gather(text_keys[v], sizes).tolist()
+            same = torch.tensor(merge_equal_texts(keys, groups.tolist()), device=groups.device)
+        view = gather_with_grad(text[v * rows:(v + 1) * rows], sizes)
+        losses.append(contrastive_loss(image, view, logit_scale, same_item_mask(same)))
+    return losses[0] if views == 1 else torch.stack(losses).mean()
 
 
 def validation_recall(loaded: LoadedModel, frame: pd.DataFrame) -> dict[str, float]:
@@ -253,8 +267,9 @@ def train(catalog: ProcessedCatalog, cfg: TrainConfig, out_dir: Path, *, resume:
                     image, text = pair(batch["pixel_values"].to(device), batch["input_ids"].to(device),
                                        batch["attention_mask"].to(device))
                 # 3. loss over the global batch: rows sharing a title or image are positives, not negatives
+                keys = batch.get("text_keys")
                 loss = global_loss(image, text, batch["groups"].to(device), model.logit_scale,
-                                   shard_sizes(len(batches[b]), world))
+                                   shard_sizes(len(batches[b]), world), None if keys is None else keys.to(device))
                 # 4. backward
                 optimizer.zero_grad(set_to_none=True)
                 scaler.scale(loss).backward()
