@@ -83,6 +83,21 @@ def test_tampered_catalogue_is_refused(processed_dir, tmp_path):
         load_processed(copy)
 
 
+def test_an_edited_catalogue_manifest_is_refused_and_an_unsealed_old_one_still_loads(processed_dir, tmp_path):
+    import json
+    import shutil
+
+    copy = Path(shutil.copytree(processed_dir, tmp_path / "copy"))
+    file = copy / "manifest.json"
+    manifest = json.loads(file.read_text())
+    assert load_processed(copy).manifest == manifest
+    file.write_text(json.dumps({**manifest, "split_sizes": {**manifest["split_sizes"], "test": 0}}))
+    with pytest.raises(IntegrityError, match="manifest.json: edited after it was written"):
+        load_processed(copy)
+    file.write_text(json.dumps({k: v for k, v in manifest.items() if k != "manifest_sha256"}))
+    assert len(load_processed(copy).frame) == manifest["count"]  # written before manifests were sealed
+
+
 @pytest.mark.shared
 def test_real_split_has_no_title_or_image_on_both_sides(shared_data, tmp_path):
     report = prepare(read_catalog(shared_data / "dev.parquet"), PrepareConfig(check_images=False), tmp_path / "p")

@@ -17,7 +17,7 @@ from stylesearch.checkpoint import STATE_FILE, load_training_state, save_checkpo
 from stylesearch.cli import app
 from stylesearch.config import IndexConfig, TrainConfig
 from stylesearch.errors import IntegrityError, ManifestMismatchError, ModelUnavailableError
-from stylesearch.files import sha256_file
+from stylesearch.files import sealed, sha256_file
 from stylesearch.index import EmbeddingIndex
 from stylesearch.model import load_model
 from stylesearch.prepare import load_processed
@@ -60,10 +60,10 @@ def index_dir(processed_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> 
 
 
 def rehash(ckpt: Path, name: str) -> None:
-    """Record `name`'s current hash in checkpoint.json: an attacker who rewrote the manifest too."""
+    """Record `name`'s current hash in checkpoint.json and re-seal it: an attacker who rewrote the manifest too."""
     manifest = json.loads((ckpt / "checkpoint.json").read_text())
     manifest["files"][name] = sha256_file(ckpt / name)
-    (ckpt / "checkpoint.json").write_text(json.dumps(manifest))
+    (ckpt / "checkpoint.json").write_text(json.dumps(sealed(manifest)))
 
 
 def flip_middle_byte(file: Path) -> None:

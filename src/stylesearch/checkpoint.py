@@ -16,7 +16,7 @@ import torch
 
 from stylesearch.config import TrainConfig, to_dict
 from stylesearch.errors import IntegrityError
-from stylesearch.files import atomic_dir, atomic_write_text, sha256_file
+from stylesearch.files import atomic_dir, atomic_write_text, seal_broken, sealed, sha256_file
 from stylesearch.model import LoadedModel, model_fingerprint
 
 STATE_FILE = "training_state.pt"
@@ -46,7 +46,9 @@ def save_checkpoint(
             "files": hashes,
             **info,
         }
-        atomic_write_text(tmp / MANIFEST, json.dumps(manifest, indent=2, default=str))
+        # Through JSON first, so the seal is computed over exactly what a reader will load.
+        manifest = json.loads(json.dumps(manifest, default=str))
+        atomic_write_text(tmp / MANIFEST, json.dumps(sealed(manifest), indent=2))
 
 
 def verify_checkpoint(path: Path) -> dict[str, Any]:
@@ -59,6 +61,9 @@ def verify_checkpoint(path: Path) -> dict[str, Any]:
         manifest = json.loads(manifest_path.read_text())
     except json.JSONDecodeError as err:
         raise IntegrityError(f"{manifest_path}: corrupt ({err}); the checkpoint cannot be trusted") from err
+    if seal_broken(manifest):
+        raise IntegrityError(f"{manifest_path}: edited after it was written (its own hash does not match); "
+                             "the checkpoint cannot be trusted")
     for name, expected in manifest.get("files", {}).items():
         file = path / name
         if not file.is_file():

@@ -102,6 +102,27 @@ def _fsync_dir(path: Path) -> None:
                 os.fsync(fh.fileno())
 
 
+SEAL = "manifest_sha256"
+
+
+def manifest_hash(manifest: dict) -> str:
+    """A manifest's hash of itself (every key but the seal): catches accidental or careless edits, not a signature."""
+    import json
+
+    body = {k: v for k, v in manifest.items() if k != SEAL}
+    return sha256_bytes(json.dumps(body, sort_keys=True, default=str).encode())
+
+
+def sealed(manifest: dict) -> dict:
+    """`manifest` plus its own hash under `SEAL`."""
+    return {**manifest, SEAL: manifest_hash(manifest)}
+
+
+def seal_broken(manifest: dict) -> bool:
+    """True when a sealed manifest was edited after it was written (an unsealed, older one is not checked)."""
+    return SEAL in manifest and manifest_hash(manifest) != manifest[SEAL]
+
+
 def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 

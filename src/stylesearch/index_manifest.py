@@ -15,19 +15,13 @@ import pandas as pd
 
 from stylesearch.config import IndexConfig, to_dict
 from stylesearch.errors import IntegrityError, ManifestMismatchError
-from stylesearch.files import sha256_bytes, sha256_file
+from stylesearch.files import manifest_hash, sha256_bytes, sha256_file  # noqa: F401  (manifest_hash: re-exported)
 from stylesearch.model import Encoder
 from stylesearch.prepare import ProcessedCatalog
 
 FORMAT_VERSION = 1
 MANIFEST_KIND = "stylesearch.index"
 MANIFEST = "manifest.json"
-
-
-def manifest_hash(manifest: dict[str, Any]) -> str:
-    """The manifest's hash of itself: catches accidental or careless edits (not a signature)."""
-    body = {k: v for k, v in manifest.items() if k != "manifest_sha256"}
-    return sha256_bytes(json.dumps(body, sort_keys=True, default=str).encode())
 
 
 def read_manifest(path: Path) -> dict[str, Any]:

@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 from stylesearch.catalog import Catalog, RowIssue
 from stylesearch.config import PrepareConfig, to_dict
 from stylesearch.errors import CatalogError, IntegrityError, ManifestMismatchError
-from stylesearch.files import atomic_dir, atomic_write_text, sha256_bytes, sha256_file
+from stylesearch.files import atomic_dir, atomic_write_text, seal_broken, sealed, sha256_bytes, sha256_file
 from stylesearch.images import decode_image
 
 FORMAT_VERSION = 1
@@ -260,7 +260,8 @@ def write_processed(frame: pd.DataFrame, report: PrepareReport, cfg: PrepareConf
             "source": report.source,
             "config": to_dict(cfg),
         }
-        atomic_write_text(tmp / "manifest.json", json.dumps(manifest, indent=2))
+        manifest = json.loads(json.dumps(manifest, default=str))  # seal exactly what a reader will load
+        atomic_write_text(tmp / "manifest.json", json.dumps(sealed(manifest), indent=2))
         atomic_write_text(tmp / "report.json", json.dumps(vars(report), indent=2, default=str))
         atomic_write_text(tmp / "report.md", report.summary())
 
@@ -283,6 +284,9 @@ def load_processed(path: Path, *, verify: bool = True) -> ProcessedCatalog:
     parquet = path / "catalog.parquet"
     if verify and sha256_file(parquet) != manifest["catalog_sha256"]:
         raise IntegrityError(f"{parquet}: content does not match the hash in manifest.json (changed or truncated); "
+                             "re-run `stylesearch prepare`")
+    if verify and seal_broken(manifest):
+        raise IntegrityError(f"{manifest_path}: edited after it was written (its own hash does not match); "
                              "re-run `stylesearch prepare`")
     frame = pd.read_parquet(parquet)
     return ProcessedCatalog(frame=frame, manifest=manifest, path=path)
