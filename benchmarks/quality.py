@@ -29,8 +29,11 @@ from pathlib import Path
 from stylesearch.config import PrepareConfig, TrainConfig, to_dict
 
 FT_TRAIN = 12_800
-BASE = TrainConfig(base_model="tiny", lr=5e-4, batch_size=64, epochs=1, warmup_steps=50, max_minutes=7.0, seed=0)
-FINE_TUNE = dict(lr=1e-4, batch_size=64, epochs=1, warmup_steps=20, max_minutes=12.0, seed=0)
+# Pinned to the single caption and random batches, whatever TrainConfig's defaults are: the control and base.
+BASE = TrainConfig(base_model="tiny", lr=5e-4, batch_size=64, epochs=1, warmup_steps=50, max_minutes=7.0, seed=0,
+                   sampler="random", text_views="full_text")
+FINE_TUNE = dict(lr=1e-4, batch_size=64, epochs=1, warmup_steps=20, max_minutes=12.0, seed=0, sampler="random",
+                 text_views="full_text")
 VARIANTS = {"control": {}, "confusable": {"sampler": "confusable"}, "mixed": {"sampler": "mixed"},
             "hard": {"sampler": "hard"}, "views": {"text_views": "views"}, "views-sum": {"text_views": "views-sum"}}
 

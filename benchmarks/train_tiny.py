@@ -34,6 +34,9 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--lr", type=float, default=5e-4)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--text-views", default="full_text",
+                        help="the docs/pipeline.md figures were measured with the single caption (full_text), "
+                             "before `views` became the default")
     args = parser.parse_args()
 
     catalog_dir = args.out / "catalog"
@@ -41,7 +44,8 @@ def main() -> None:
         prepare(read_catalog(args.data), PrepareConfig(seed=args.seed), catalog_dir)
     catalog = load_processed(catalog_dir)
     cfg = TrainConfig(base_model="tiny", lr=args.lr, weight_decay=0.1, batch_size=args.batch_size, epochs=100,
-                      warmup_steps=100, patience=3, max_minutes=args.minutes, seed=args.seed, val_max_items=2000)
+                      warmup_steps=100, patience=3, max_minutes=args.minutes, seed=args.seed, val_max_items=2000,
+                      text_views=args.text_views)
     started = time.monotonic()
     result = train(catalog, cfg, args.out / "train")
     wall = time.monotonic() - started

@@ -23,6 +23,7 @@ const COLOURS = {
 const state = {
   mode: "idle",        // idle | text | image | similar
   q: "",
+  hybrid: false,       // "Match words": mode=hybrid for text queries (CLIP + BM25 + query attributes)
   file: null,          // the File searched with, kept for "load more"
   product: null,       // {id, title} for "more like this"
   filters: new Map(),  // column -> Set of values
@@ -39,7 +40,7 @@ document.addEventListener("DOMContentLoaded", () => {
   for (const id of ["search-form", "q", "upload-button", "file-input", "facets", "clear-filters", "status",
                     "results-title", "mode-chip", "mode-thumb", "mode-text", "mode-clear", "notice", "error",
                     "welcome", "grid", "load-more", "dropzone", "card-template", "results",
-                    "filters-toggle", "filter-count"]) {
+                    "filters-toggle", "filter-count", "match-words"]) {
     els[id] = $(id);
   }
   els["search-form"].addEventListener("submit", (event) => {
@@ -68,8 +69,13 @@ document.addEventListener("DOMContentLoaded", () => {
     els["filters-toggle"].setAttribute("aria-expanded", String(open));
     els["filters-toggle"].textContent = open ? "Hide" : "Show";
   });
+  els["match-words"].addEventListener("change", () => {
+    state.hybrid = els["match-words"].checked;
+    if (state.mode === "text") startText(state.q);
+  });
   setUpDragAndDrop();
 
+  state.hybrid = els["match-words"].checked = new URLSearchParams(location.search).get("mode") === "hybrid";
   const initial = new URLSearchParams(location.search).get("q");
   if (initial) { els.q.value = initial; startText(initial); } else { loadFacets(); }
 });
@@ -78,7 +84,7 @@ document.addEventListener("DOMContentLoaded", () => {
 
 function startText(q) {
   Object.assign(state, { mode: "text", q, file: null, product: null });
-  history.replaceState(null, "", "?q=" + encodeURIComponent(q));
+  history.replaceState(null, "", "?q=" + encodeURIComponent(q) + (state.hybrid ? "&mode=hybrid" : ""));
   refresh();
 }
 
@@ -128,6 +134,7 @@ async function search(fresh) {
   let request;
   if (state.mode === "text") {
     params.set("q", state.q);
+    if (state.hybrid) params.set("mode", "hybrid");
     request = fetch("/api/search?" + params);
   } else if (state.mode === "image") {
     const form = new FormData();
