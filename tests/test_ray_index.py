@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from stylesearch.files import sha256_file
+from stylesearch.files import sealed, sha256_file
 from stylesearch.index import EmbeddingIndex, build_index
 from stylesearch.prepare import load_processed
 
@@ -52,14 +52,14 @@ def test_ray_index_equals_the_single_process_index(local_ray, single_process, pr
 
 
 def corrupt_one_image(processed_dir, out_dir, row: int) -> str:
-    """A copy of the processed catalogue whose `row` image is not an image; the manifest hash follows."""
+    """A copy of the processed catalogue whose `row` image is not an image; the manifest hashes follow."""
     shutil.copytree(processed_dir, out_dir)
     frame = pd.read_parquet(out_dir / "catalog.parquet")
     frame.at[row, "image"] = b"this is not a JPEG"
     frame.to_parquet(out_dir / "catalog.parquet", index=False)
     manifest = json.loads((out_dir / "manifest.json").read_text())
     manifest["catalog_sha256"] = sha256_file(out_dir / "catalog.parquet")
-    (out_dir / "manifest.json").write_text(json.dumps(manifest))
+    (out_dir / "manifest.json").write_text(json.dumps(sealed(manifest)))  # re-sealed, as prepare would
     return str(frame.at[row, "id"])
 
 
