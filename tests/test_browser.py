@@ -187,6 +187,15 @@ def test_match_words_switches_text_search_to_hybrid_and_back(page, searcher):
     assert page.problems == []
 
 
+def test_api_docs_render_offline(page, base_url):
+    outside: list[str] = []
+    page.on("request", lambda r: outside.append(r.url) if not r.url.startswith(base_url) else None)
+    page.goto(base_url + "/docs")
+    sync_api.expect(page.locator(".swagger-ui .opblock-summary-path", has_text="/api/search").first).to_be_visible()
+    sync_api.expect(page.locator(".swagger-ui .info .title")).to_contain_text("stylesearch")
+    assert outside == [] and page.problems == []  # nothing fetched from elsewhere, no CSP violation
+
+
 def test_page_is_usable_from_the_keyboard(page):
     expect = sync_api.expect
     page.keyboard.press("Tab")

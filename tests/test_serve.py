@@ -344,6 +344,22 @@ def test_security_headers_on_every_answer(client, path):
         assert r.headers["cache-control"] == "no-store"
 
 
+def test_api_docs_are_served_from_local_files_with_no_cdn(client):
+    page = client.get("/docs")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    sources = re.findall(r'(?:src|href)="([^"]+)"', page.text)
+    assert sources and all(s.startswith("/") for s in sources)  # nothing from another host
+    for path in sources:
+        assert client.get(path).status_code == 200, path
+    bundle = client.get("/docs/assets/swagger-ui-bundle.js")
+    assert "SwaggerUIBundle" in bundle.text and len(bundle.content) > 100_000
+    csp = page.headers["content-security-policy"]
+    assert "script-src 'self';" in csp and "https:" not in csp and "cdn" not in csp
+    assert client.get("/docs/assets/..%2Fserve.py").status_code == 404
+    assert client.get("/docs/assets/app.js").status_code == 404  # only Swagger UI's two files
+    assert client.get("/redoc").status_code == 404  # ReDoc would need a CDN
+
+
 def test_unexpected_errors_are_a_plain_500_without_a_trace(searcher):
     class Broken:
         filter_columns, manifest, last_notice = searcher.filter_columns, searcher.manifest, None

@@ -47,7 +47,9 @@ PRODUCT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")  # ids are never pa
 SEARCH_PARAMS = frozenset({"q", "k", "offset", "mode"})
 
 ASSETS = {"app.js": "text/javascript; charset=utf-8", "app.css": "text/css; charset=utf-8",
-          "favicon.svg": "image/svg+xml"}
+          "favicon.svg": "image/svg+xml", "docs.js": "text/javascript; charset=utf-8"}
+# Swagger UI 5's own files, from the fastapi-offline package (only its files are used): /docs needs no CDN.
+DOCS_ASSETS = {"swagger-ui-bundle.js": "text/javascript; charset=utf-8", "swagger-ui.css": "text/css; charset=utf-8"}
 IMAGE_TYPES = ((b"\xff\xd8\xff", "image/jpeg"), (b"\x89PNG\r\n\x1a\n", "image/png"), (b"GIF8", "image/gif"))
 ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorOut, "description": why}
@@ -70,7 +72,8 @@ def create_app(searcher: Any, cfg: ServeConfig = ServeConfig(), *,
     encoder = getattr(searcher, "encoder", None)
     if encoder is not None and not isinstance(encoder, BatchingEncoder):
         searcher.encoder = BatchingEncoder(encoder, max_batch=max_batch)
-    app = FastAPI(title="stylesearch", version="1", summary="Search a clothing catalogue by words or pictures.")
+    app = FastAPI(title="stylesearch", version="1", summary="Search a clothing catalogue by words or pictures.",
+                  docs_url=None, redoc_url=None)  # /docs below serves Swagger UI from local files
     columns = list(searcher.filter_columns)
     pool = _Pool(search_threads)
     light = _Pool(LIGHT_THREADS)  # photos and lookups never queue behind searches waiting for the model
@@ -184,6 +187,18 @@ def create_app(searcher: Any, cfg: ServeConfig = ServeConfig(), *,
             raise HTTPException(404, "no such asset")
         body, kind = assets[name]
         return Response(body, media_type=kind, headers={"Cache-Control": "no-cache"})
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs() -> Response:
+        return Response(resources.files("stylesearch").joinpath("static", "docs.html").read_bytes(),
+                        media_type="text/html; charset=utf-8", headers={"Cache-Control": "no-cache"})
+
+    @app.get("/docs/assets/{name}", include_in_schema=False)
+    async def docs_asset(name: str) -> Response:
+        if name not in DOCS_ASSETS:  # a fixed list, never a file lookup
+            raise HTTPException(404, "no such asset")
+        body = await light.run(lambda: resources.files("fastapi_offline").joinpath("static", name).read_bytes())
+        return Response(body, media_type=DOCS_ASSETS[name], headers={"Cache-Control": "public, max-age=86400"})
 
     app.state.searcher = searcher
     return app
