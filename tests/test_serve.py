@@ -537,6 +537,34 @@ def test_serve_command_loads_once_binds_loopback_and_prints_the_url(processed_di
         proc.wait(30)
 
 
+def test_every_forward_pass_runs_on_one_long_lived_model_thread():
+    """Request threads come and go; the model must not see a new one each time (see docs/reliability.md)."""
+
+    class RecordingEncoder(FakeEncoder):
+        threads: set[int] = set()
+
+        def encode_texts(self, texts):
+            self.threads.add(threading.get_ident())
+            return super().encode_texts(texts)
+
+    recording = RecordingEncoder()
+    batching = BatchingEncoder(recording)
+    callers = set()
+
+    def ask(i: int) -> None:
+        callers.add(threading.get_ident())
+        np.testing.assert_array_equal(batching.encode_texts([f"query {i}"]), FakeEncoder().encode_texts([f"query {i}"]))
+
+    for round_ in range(3):  # fresh threads each round, as a threadpool that ends idle workers makes
+        threads = [threading.Thread(target=ask, args=(10 * round_ + i,)) for i in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    batching.encode_texts(["from the test's own thread"])
+    assert len(recording.threads) == 1 and not recording.threads & (callers | {threading.get_ident()})
+
+
 def test_batching_encoder_is_safe_for_concurrent_queries_with_a_real_tokenizer(tiny):
     from concurrent.futures import ThreadPoolExecutor
 

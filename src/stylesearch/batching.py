@@ -6,6 +6,7 @@ import copy
 import threading
 from collections import Counter
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,6 +40,10 @@ class BatchingEncoder:
         self._queue_lock = threading.Lock()
         self._model_lock = threading.Lock()  # one forward pass at a time: torch already uses every core
         self._pending: list[_Job] = []
+        # Every forward pass runs on this one long-lived thread, not on whichever request thread holds the
+        # lock: torch's OpenMP team and glibc's malloc arena are then set up once, not again for each new
+        # worker thread of the server's pool (which ends idle threads), where they would pile up.
+        self._model_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="stylesearch-model")
         self._count_lock = threading.Lock()
         self._counter: Any = None
         self.batch_sizes: dict[str, Counter[int]] = {"texts": Counter(), "images": Counter()}  # for the benchmark
@@ -98,7 +103,8 @@ class BatchingEncoder:
         items = [item for job in batch for item in job.items]
         encode = self.inner.encode_texts if batch[0].kind == "texts" else self.inner.encode_images
         try:
-            vectors = encode(items) if items else np.zeros((0, self.dim), np.float32)
+            vectors = self._model_thread.submit(encode, items).result() if items else np.zeros((0, self.dim),
+                                                                                                  np.float32)
         except BaseException as err:  # every caller in the batch sees the failure
             for job in batch:
                 job.error, job.done = err, True
