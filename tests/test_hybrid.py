@@ -125,6 +125,63 @@ def test_hybrid_searcher_keeps_the_hit_contract(searcher):
         hybrid.search("red", mode="fuzzy")
 
 
+def test_best_rows_equals_a_full_sort_with_ties():
+    from stylesearch.hybrid import best_rows
+
+    rng = np.random.default_rng(0)
+    for trial in range(200):
+        n = int(rng.integers(1, 60))
+        rows = np.sort(rng.choice(1000, n, replace=False))
+        score = rng.integers(0, 4, n).astype(np.float32)  # few values: ties at the cut are the rule
+        then = np.round(rng.random(n), 1).astype(np.float32)
+        depth = int(rng.integers(1, 70))
+        full = rows[np.lexsort((rows, -score))][:depth]
+        assert best_rows(rows, score, depth).tolist() == full.tolist(), trial
+        full = rows[np.lexsort((rows, -then, -score))][:depth]
+        assert best_rows(rows, score, depth, then=then).tolist() == full.tolist(), trial
+
+
+def test_the_hybrid_index_is_built_once_however_many_threads_ask(processed_dir, tmp_path, monkeypatch):
+    import threading
+
+    import stylesearch.hybrid as hybrid_module
+    from stylesearch.hybrid import hybrid_for
+
+    out = tmp_path / "idx"
+    EmbeddingIndex.build(processed_dir, FakeEncoder(), out, IndexConfig(), model_name="fake", progress=False)
+    fresh = Searcher.from_index(out, FakeEncoder())
+    builds = []
+    real_init = hybrid_module.HybridRanker.__init__
+
+    def counted_init(self, *args, **kwargs):
+        builds.append(threading.get_ident())
+        real_init(self, *args, **kwargs)
+
+    monkeypatch.setattr(hybrid_module.HybridRanker, "__init__", counted_init)
+    got = []
+    threads = [threading.Thread(target=lambda: got.append(hybrid_for(fresh))) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(builds) == 1 and len({id(h) for h in got}) == 1
+
+
+def test_a_server_builds_the_hybrid_index_in_the_background(processed_dir, tmp_path):
+    import time
+
+    from stylesearch.serve import create_app
+
+    out = tmp_path / "idx"
+    EmbeddingIndex.build(processed_dir, FakeEncoder(), out, IndexConfig(), model_name="fake", progress=False)
+    fresh = Searcher.from_index(out, FakeEncoder())
+    create_app(fresh)
+    deadline = time.monotonic() + 30
+    while getattr(fresh, "_hybrid", None) is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert isinstance(getattr(fresh, "_hybrid", None), HybridSearcher)  # before any hybrid query was asked
+
+
 def test_cli_search_takes_a_mode(processed_dir, tmp_path):
     from typer.testing import CliRunner
 

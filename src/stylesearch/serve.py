@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from importlib import resources
@@ -31,6 +32,7 @@ from stylesearch.batching import MAX_BATCH, BatchingEncoder
 from stylesearch.config import ServeConfig
 from stylesearch.errors import CatalogError, QueryError, StylesearchError
 from stylesearch.guard import RequestGuard
+from stylesearch.hybrid import hybrid_for
 from stylesearch.hybrid import search as hybrid_search
 from stylesearch.images import decode_image
 
@@ -62,16 +64,20 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 
 def create_app(searcher: Any, cfg: ServeConfig = ServeConfig(), *,
                allowed_hosts: Sequence[str] | None = None, max_batch: int = MAX_BATCH,
-               search_threads: int = SEARCH_THREADS) -> FastAPI:
+               search_threads: int = SEARCH_THREADS, warm_hybrid: bool = True) -> FastAPI:
     """The search API and page over an opened `Searcher` (loaded once, by the caller, before this).
 
     The searcher's encoder is wrapped in a `BatchingEncoder`, which also makes it safe to call from
     the threadpool (a Hugging Face tokenizer must not be used by two threads at once);
     `max_batch=1` turns batching off. `allowed_hosts` limits the Host headers answered.
+    `warm_hybrid` builds hybrid search's BM25 index in the background at once, so the first
+    `mode=hybrid` query does not pay for it (a minute at 1M products).
     """
     encoder = getattr(searcher, "encoder", None)
     if encoder is not None and not isinstance(encoder, BatchingEncoder):
         searcher.encoder = BatchingEncoder(encoder, max_batch=max_batch)
+    if warm_hybrid and getattr(searcher, "index", None) is not None:
+        threading.Thread(target=_warm_hybrid, args=(searcher,), name="stylesearch-hybrid-build", daemon=True).start()
     app = FastAPI(title="stylesearch", version="1", summary="Search a clothing catalogue by words or pictures.",
                   docs_url=None, redoc_url=None)  # /docs below serves Swagger UI from local files
     columns = list(searcher.filter_columns)
@@ -202,6 +208,16 @@ def create_app(searcher: Any, cfg: ServeConfig = ServeConfig(), *,
 
     app.state.searcher = searcher
     return app
+
+
+def _warm_hybrid(searcher: Any) -> None:
+    started = time.perf_counter()
+    try:
+        hybrid_for(searcher)
+    except Exception:  # hybrid queries will retry the build and report the error; CLIP search is unaffected
+        log.exception("building the hybrid search index failed")
+        return
+    log.info("hybrid search ready (BM25 over %d products) in %.1f s", len(searcher), time.perf_counter() - started)
 
 
 # --- requests to library calls ---------------------------------------------------------------------
