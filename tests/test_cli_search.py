@@ -135,6 +135,15 @@ def test_an_unknown_mode_is_refused_before_the_prompt_starts(index_dir: Path):
     assert result.exit_code == 2 and "search mode 'fuzzy'" in " ".join(result.output.split())
 
 
+def test_hybrid_mode_with_a_picture_or_a_product_is_refused_not_ignored(index_dir: Path, searcher: Searcher):
+    some_id = searcher.search("shirt", k=1)[0].id
+    result = search("--index", str(index_dir), "--mode", "hybrid", "--like", some_id)
+    assert result.exit_code == 2 and "applies to text queries" in " ".join(result.output.split())
+    prompt = search("--index", str(index_dir), "--mode", "hybrid", input=f":like {some_id}\n:quit\n")
+    assert prompt.exit_code == 0 and "applies to text queries" in " ".join(prompt.output.split())
+    assert all(h.id in prompt.output for h in searcher.similar(some_id, k=3))
+
+
 @pytest.mark.slow
 def test_index_then_search_on_real_shared_photos(shared_data: Path, tmp_path: Path):
     """The real pipeline on 400 real products: prepare, index with the tiny model, search with filters.

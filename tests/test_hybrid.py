@@ -141,6 +141,14 @@ def test_best_rows_equals_a_full_sort_with_ties():
         assert best_rows(rows, score, depth, then=then).tolist() == full.tolist(), trial
 
 
+def test_best_rows_ranks_nan_scores_last_instead_of_dropping_everything():
+    from stylesearch.hybrid import best_rows
+
+    nan = float("nan")
+    assert best_rows(np.arange(4), np.array([nan, nan, 0.5, 0.2]), 2).tolist() == [2, 3]
+    assert best_rows(np.arange(3), np.array([1.0, 1.0, 0.0]), 2, then=np.array([nan, 0.3, 0.0])).tolist() == [1, 0]
+
+
 def test_the_hybrid_index_is_built_once_however_many_threads_ask(processed_dir, tmp_path, monkeypatch):
     import threading
 
@@ -165,6 +173,31 @@ def test_the_hybrid_index_is_built_once_however_many_threads_ask(processed_dir, 
     for t in threads:
         t.join()
     assert len(builds) == 1 and len({id(h) for h in got}) == 1
+
+
+def test_a_hybrid_query_during_the_build_gets_clip_results_and_a_notice_not_a_wait(processed_dir, tmp_path):
+    from fastapi.testclient import TestClient
+
+    from stylesearch.config import ServeConfig
+    from stylesearch.hybrid import hybrid_for
+    from stylesearch.serve import create_app
+
+    out = tmp_path / "idx"
+    EmbeddingIndex.build(processed_dir, FakeEncoder(), out, IndexConfig(), model_name="fake", progress=False)
+    fresh = Searcher.from_index(out, FakeEncoder())
+    client = TestClient(create_app(fresh, ServeConfig(warm_hybrid=False)))
+    hybrid_for(fresh, wait=False)  # creates the build lock (and, here, the index) ...
+    del fresh._hybrid  # ... which is then dropped, as if the build were still running
+    fresh._hybrid_lock.acquire()
+    try:
+        during = client.get("/api/search", params={"q": "women red dress", "k": 5, "mode": "hybrid"}).json()
+    finally:
+        fresh._hybrid_lock.release()
+    assert "still being prepared" in during["notice"]
+    assert [h["id"] for h in during["hits"]] == [h.id for h in fresh.search("women red dress", k=5)]
+    after = client.get("/api/search", params={"q": "women red dress", "k": 5, "mode": "hybrid"}).json()
+    assert after["notice"] is None
+    assert [h["id"] for h in after["hits"]] == [h.id for h in search(fresh, "women red dress", k=5, mode="hybrid")]
 
 
 def test_a_server_builds_the_hybrid_index_in_the_background(processed_dir, tmp_path):

@@ -76,3 +76,19 @@ def test_colour_jitter_only_when_asked(hue):
 
     jitter = [t for t in train_transform(64, hue_jitter=hue).transforms if type(t).__name__ == "ColorJitter"][0]
     assert (jitter.hue is not None) == hue
+
+
+def test_resume_with_settings_that_change_the_run_is_refused_with_the_flags_to_pass(processed_dir, tmp_path):
+    from dataclasses import replace
+
+    from stylesearch.errors import ResumeMismatchError
+
+    catalog = load_processed(processed_dir)
+    started = replace(FAST, epochs=1, text_views="full_text", hue_jitter=False)
+    train(catalog, started, tmp_path / "run")
+    with pytest.raises(ResumeMismatchError, match="text_views='full_text'.*pass --text-views full_text"):
+        train(catalog, replace(started, epochs=2, text_views="views"), tmp_path / "run", resume=True)
+    with pytest.raises(ResumeMismatchError, match="--no-hue-jitter"):
+        train(catalog, replace(started, epochs=2, hue_jitter=True), tmp_path / "run", resume=True)
+    resumed = train(catalog, replace(started, epochs=2), tmp_path / "run", resume=True)  # more epochs: fine
+    assert resumed.epochs_done == 2

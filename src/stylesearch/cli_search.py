@@ -78,6 +78,8 @@ def search_command(
     chosen = [x for x in (query, image, like) if x is not None]
     if len(chosen) > 1:
         raise QueryError("give one of: a query, --image or --like")
+    if mode == "hybrid" and (image is not None or like is not None):
+        raise QueryError("--mode hybrid matches words, so it applies to text queries, not --image or --like")
     wanted = parse_filters(filters)
     check_mode(mode)
     searcher = Searcher.from_index(index, model=model, backend=backend)
@@ -184,10 +186,12 @@ def _interactive(searcher: Searcher, k: int, filters: dict[str, Any], mode: str 
             elif command == ":clear":
                 filters = {}
                 console.print("filters cleared", highlight=False)
-            elif command == ":like":
-                _show(searcher.similar(rest, k, filters), searcher, False, title=f"like {rest}", filters=filters, k=k)
-            elif command == ":image":
-                _show(searcher.search_image(rest, k, filters), searcher, False, title=rest, filters=filters, k=k)
+            elif command in (":like", ":image"):
+                if mode != "clip":
+                    console.print(f"(mode {mode} applies to text queries; {command} searches by CLIP)", highlight=False)
+                find = searcher.similar if command == ":like" else searcher.search_image
+                hits = find(rest, k, filters)
+                _show(hits, searcher, False, title=f"like {rest}" if command == ":like" else rest, filters=filters, k=k)
             elif command.startswith(":"):
                 raise QueryError(f"unknown command {command}; {HELP_INTERACTIVE}")
             else:

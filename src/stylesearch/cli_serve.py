@@ -132,6 +132,9 @@ def serve_command(
     threads: int | None = typer.Option(None, "--threads", min=1, help="torch CPU threads (default: all cores)."),
     backend: str = typer.Option("torch", "--backend", help="Model runtime: torch | onnx | onnx-int8 "
                                 "(ONNX Runtime, exported once and cached beside the checkpoint; docs/performance.md)."),
+    warm_hybrid: bool = typer.Option(ServeConfig.warm_hybrid, "--warm-hybrid/--no-warm-hybrid",
+                                     help="Build hybrid search's BM25 index in the background at start-up "
+                                     "(off: built by the first mode=hybrid query; saves its memory if unused)."),
 ) -> None:
     """Serve the search page and HTTP API for an index."""
     from stylesearch.search import Searcher
@@ -140,7 +143,7 @@ def serve_command(
     if threads:
         os.environ["STYLESEARCH_THREADS"] = str(threads)
     cfg = ServeConfig(host=host, port=port, cors_origins=tuple(cors_origin),
-                      max_upload_bytes=int(max_upload_mb * 2**20))
+                      max_upload_bytes=int(max_upload_mb * 2**20), warm_hybrid=warm_hybrid)
     if not is_loopback(host):
         err_console.print(f"[yellow]warning:[/yellow] listening on {host}, not loopback: anyone who can reach "
                           "this machine can use the API; put it behind a TLS proxy.", highlight=False)

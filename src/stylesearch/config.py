@@ -113,6 +113,9 @@ class ServeConfig:
     max_query_chars: int = 512
     max_k: int = 100
     cors_origins: tuple[str, ...] = field(default_factory=tuple)  # closed unless asked for
+    # Build hybrid search's BM25 index in the background at start-up: "Match words" answers at once.
+    # Off saves its memory (a second copy of the product table) when nobody uses mode=hybrid.
+    warm_hybrid: bool = True
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:

@@ -23,3 +23,7 @@ class IntegrityError(StylesearchError):
 
 class QueryError(StylesearchError):
     """A search request that cannot be answered as asked (empty query, unknown filter, ...)."""
+
+
+class ResumeMismatchError(ManifestMismatchError):
+    """`--resume` asked for settings that differ from those the run was started with."""

@@ -211,6 +211,9 @@ def best_rows(rows: np.ndarray, score: np.ndarray, depth: int, *, then: np.ndarr
     >>> best_rows(np.array([5, 6, 7, 8]), np.array([0.1, 0.9, 0.9, 0.5]), 2).tolist()
     [6, 7]
     """
+    score = np.nan_to_num(score, nan=-np.inf)  # a NaN would otherwise become the cut and keep nothing
+    if then is not None:
+        then = np.nan_to_num(then, nan=-np.inf)
     if len(rows) > depth > 0:
         cut = np.partition(score, len(score) - depth)[len(score) - depth]  # the depth-th highest score
         keep = score >= cut
@@ -334,22 +337,35 @@ def search(searcher: Searcher, query: str, k: int = 10, filters: Mapping | None 
     check_mode(mode)
     if mode == "clip":
         return searcher.search(query, k, filters, offset)
-    return hybrid_for(searcher).search(query, k, filters, offset, mode=mode)
+    hybrid = hybrid_for(searcher)
+    assert hybrid is not None  # waited for it
+    return hybrid.search(query, k, filters, offset, mode=mode)
 
 
-_BUILD_LOCK = threading.Lock()
+_LOCKS = threading.Lock()  # guards only the creation of each searcher's own build lock
 
 
-def hybrid_for(searcher: Searcher) -> HybridSearcher:
+def hybrid_for(searcher: Searcher, *, wait: bool = True) -> HybridSearcher | None:
     """The searcher's `HybridSearcher`, built once (BM25 and the vocabulary) however many threads ask at once.
 
-    The build takes seconds per 100k products (docs/search.md), so a server starts it in the background.
+    The build takes seconds per 100k products (docs/search.md), so a server starts it in the background
+    and asks with `wait=False`: None while another thread is still building it, rather than blocking.
     """
     hybrid = getattr(searcher, "_hybrid", None)
-    if hybrid is None:
-        with _BUILD_LOCK:
-            hybrid = getattr(searcher, "_hybrid", None)
-            if hybrid is None:
-                hybrid = HybridSearcher(searcher)
-                searcher._hybrid = hybrid  # type: ignore[attr-defined]
-    return hybrid
+    if hybrid is not None:
+        return hybrid
+    with _LOCKS:
+        lock = getattr(searcher, "_hybrid_lock", None)
+        if lock is None:
+            lock = threading.Lock()
+            searcher._hybrid_lock = lock  # type: ignore[attr-defined]
+    if not lock.acquire(blocking=wait):
+        return None
+    try:
+        hybrid = getattr(searcher, "_hybrid", None)
+        if hybrid is None:
+            hybrid = HybridSearcher(searcher)
+            searcher._hybrid = hybrid  # type: ignore[attr-defined]
+        return hybrid
+    finally:
+        lock.release()

@@ -33,7 +33,6 @@ from stylesearch.config import ServeConfig
 from stylesearch.errors import CatalogError, QueryError, StylesearchError
 from stylesearch.guard import RequestGuard
 from stylesearch.hybrid import hybrid_for
-from stylesearch.hybrid import search as hybrid_search
 from stylesearch.images import decode_image
 
 log = logging.getLogger(__name__)
@@ -64,19 +63,19 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 
 def create_app(searcher: Any, cfg: ServeConfig = ServeConfig(), *,
                allowed_hosts: Sequence[str] | None = None, max_batch: int = MAX_BATCH,
-               search_threads: int = SEARCH_THREADS, warm_hybrid: bool = True) -> FastAPI:
+               search_threads: int = SEARCH_THREADS) -> FastAPI:
     """The search API and page over an opened `Searcher` (loaded once, by the caller, before this).
 
     The searcher's encoder is wrapped in a `BatchingEncoder`, which also makes it safe to call from
     the threadpool (a Hugging Face tokenizer must not be used by two threads at once);
     `max_batch=1` turns batching off. `allowed_hosts` limits the Host headers answered.
-    `warm_hybrid` builds hybrid search's BM25 index in the background at once, so the first
+    With `cfg.warm_hybrid` hybrid search's BM25 index is built in the background at once, so the first
     `mode=hybrid` query does not pay for it (a minute at 1M products).
     """
     encoder = getattr(searcher, "encoder", None)
     if encoder is not None and not isinstance(encoder, BatchingEncoder):
         searcher.encoder = BatchingEncoder(encoder, max_batch=max_batch)
-    if warm_hybrid and getattr(searcher, "index", None) is not None:
+    if cfg.warm_hybrid and getattr(searcher, "index", None) is not None:
         threading.Thread(target=_warm_hybrid, args=(searcher,), name="stylesearch-hybrid-build", daemon=True).start()
     app = FastAPI(title="stylesearch", version="1", summary="Search a clothing catalogue by words or pictures.",
                   docs_url=None, redoc_url=None)  # /docs below serves Swagger UI from local files
@@ -101,14 +100,14 @@ def create_app(searcher: Any, cfg: ServeConfig = ServeConfig(), *,
     app.add_middleware(RequestGuard, upload_limit=cfg.max_upload_bytes + FORM_SLACK)
 
     async def run_search(request: Request, query: str | None, k: int, offset: int,
-                         call: Callable[[dict[str, Any]], list[Any]]) -> SearchOut:
+                         call: Callable[[dict[str, Any]], list[Any]], notes: list[str] | None = None) -> SearchOut:
         filters = parse_filters(request.query_params.multi_items(), columns)
         start = time.perf_counter()
 
         def work() -> tuple[list[Any], int, str | None]:
             hits = call(filters)
-            notice = truncation_notice(searcher, query) if query is not None else None
-            return hits, searcher.count(filters or None), notice
+            said = [truncation_notice(searcher, query) if query is not None else None, *(notes or [])]
+            return hits, searcher.count(filters or None), "; ".join(n for n in said if n) or None
 
         hits, total, notice = await pool.run(work)
         return SearchOut(query=query, hits=[HitOut.of(h) for h in hits], k=k, offset=offset, total=total,
@@ -127,9 +126,18 @@ def create_app(searcher: Any, cfg: ServeConfig = ServeConfig(), *,
         query = q.strip()
         if not query:
             raise QueryError("empty query: type some words to search for")
-        return await run_search(request, query, k, offset,
-                                lambda f: hybrid_search(searcher, query, k=k, filters=f or None, offset=offset,
-                                                        mode=mode))
+        notes: list[str] = []
+
+        def call(f: dict[str, Any]) -> list[Any]:
+            if mode == "hybrid":
+                # Never wait here for the background build: a waiting request would hold a search thread.
+                hybrid = hybrid_for(searcher, wait=False)
+                if hybrid is not None:
+                    return hybrid.search(query, k, f or None, offset)
+                notes.append("hybrid search is still being prepared; these are CLIP results")
+            return searcher.search(query, k, f or None, offset)
+
+        return await run_search(request, query, k, offset, call, notes)
 
     @app.post("/api/search/image", response_model=SearchOut, responses=ERRORS, openapi_extra=filter_docs,
               summary="Search by an uploaded picture", tags=["search"])
@@ -194,17 +202,22 @@ def create_app(searcher: Any, cfg: ServeConfig = ServeConfig(), *,
         body, kind = assets[name]
         return Response(body, media_type=kind, headers={"Cache-Control": "no-cache"})
 
+    docs_page = resources.files("stylesearch").joinpath("static", "docs.html").read_bytes()
+    docs_files: dict[str, bytes] = {}  # Swagger UI's 1.7 MB, read on the first visit to /docs, then kept
+
     @app.get("/docs", include_in_schema=False)
     async def docs() -> Response:
-        return Response(resources.files("stylesearch").joinpath("static", "docs.html").read_bytes(),
-                        media_type="text/html; charset=utf-8", headers={"Cache-Control": "no-cache"})
+        return Response(docs_page, media_type="text/html; charset=utf-8", headers={"Cache-Control": "no-cache"})
 
     @app.get("/docs/assets/{name}", include_in_schema=False)
     async def docs_asset(name: str) -> Response:
         if name not in DOCS_ASSETS:  # a fixed list, never a file lookup
             raise HTTPException(404, "no such asset")
-        body = await light.run(lambda: resources.files("fastapi_offline").joinpath("static", name).read_bytes())
-        return Response(body, media_type=DOCS_ASSETS[name], headers={"Cache-Control": "public, max-age=86400"})
+        if name not in docs_files:
+            docs_files[name] = await light.run(
+                lambda: resources.files("fastapi_offline").joinpath("static", name).read_bytes())
+        return Response(docs_files[name], media_type=DOCS_ASSETS[name],
+                        headers={"Cache-Control": "public, max-age=86400"})
 
     app.state.searcher = searcher
     return app

@@ -23,6 +23,7 @@ from stylesearch import distributed
 from stylesearch.checkpoint import STATE_FILE, load_training_state, save_checkpoint
 from stylesearch.config import TrainConfig, to_dict
 from stylesearch.distributed import gather, gather_with_grad, shard, shard_sizes
+from stylesearch.errors import ResumeMismatchError
 from stylesearch.evaluate import embed, title_retrieval
 from stylesearch.files import atomic_path, atomic_write_text
 from stylesearch.losses import MAX_LOGIT_SCALE, contrastive_loss, lr_at, same_item_mask
@@ -64,6 +65,34 @@ class StopRequest:
     def __exit__(self, *exc: object) -> None:
         if self._previous is not None:
             signal.signal(signal.SIGINT, self._previous)
+
+
+# What a run's batches, texts and pixels are made of: resuming with another value would not continue the
+# same run. (epochs, max_minutes, patience and the like may change on --resume.)
+RESUME_MUST_MATCH = ("sampler", "text_views", "batch_size", "seed", "hue_jitter", "freeze_vision_layers",
+                     "freeze_text_layers")
+
+
+def check_resumable(cfg: TrainConfig, last: Path) -> None:
+    """Refuse to --resume a run with settings that would change what it trains on, naming the flags to pass."""
+    saved_path = Path(last) / "train_config.json"
+    if not saved_path.is_file():
+        return
+    saved = json.loads(saved_path.read_text())
+    ours = to_dict(cfg)
+    differ = [name for name in RESUME_MUST_MATCH if name in saved and saved[name] != ours.get(name)]
+    if differ:
+        flags = " ".join(_flag(name, saved[name]) for name in differ)
+        was = ", ".join(f"{n}={saved[n]!r}" for n in differ)
+        now = ", ".join(f"{n}={ours.get(n)!r}" for n in differ)
+        raise ResumeMismatchError(f"{last.parent} was started with {was}, not {now}; to resume it, pass {flags}")
+
+
+def _flag(name: str, value: object) -> str:
+    option = name.replace("_", "-")
+    if isinstance(value, bool):
+        return f"--{option}" if value else f"--no-{option}"
+    return f"--{option} {value}"
 
 
 def seed_everything(seed: int) -> None:
@@ -195,6 +224,7 @@ def train(catalog: ProcessedCatalog, cfg: TrainConfig, out_dir: Path, *, resume:
     device, main, world = where.device, where.is_main, where.world
     state: dict[str, Any] | None = None
     if resume and (out_dir / "last" / STATE_FILE).is_file():  # every rank resumes from the same `last`
+        check_resumable(cfg, out_dir / "last")
         loaded = load_model(str(out_dir / "last"))
         state = load_training_state(out_dir / "last")
     loaded = loaded or load_model(cfg.base_model, seed=cfg.seed)
