@@ -130,7 +130,8 @@ def _train_worker(rank: int, port: int, catalog_dir: str, out: str, options: dic
     import stylesearch.train as train_module
     from stylesearch.prepare import load_processed
 
-    real_plan, real_mine = train_module.plan_batches, sampler_module.mined_for_epoch
+    real_plan, real_mine, real_embed = train_module.plan_batches, sampler_module.mine_neighbours, \
+        sampler_module.image_vectors
 
     def recording_plan(*args, **kw):  # the batches this rank trained on
         batches = real_plan(*args, **kw)
@@ -139,11 +140,17 @@ def _train_worker(rank: int, port: int, catalog_dir: str, out: str, options: dic
                 fh.write(json.dumps(batches) + "\n")
         return batches
 
-    def recording_mine(*args, **kw):
+    def recording_mine(*args, **kw):  # the nearest-neighbour search itself
         (Path(out) / f"mined-by-rank{rank}").touch()
         return real_mine(*args, **kw)
 
-    train_module.plan_batches, sampler_module.mined_for_epoch = recording_plan, recording_mine
+    def recording_embed(loaded, frame, rows):  # which products this rank embedded for mining
+        with open(Path(out) / f"embedded-rank{rank}.json", "a") as fh:
+            fh.write(json.dumps({"rows": list(rows), "of": len(frame)}) + "\n")
+        return real_embed(loaded, frame, rows)
+
+    train_module.plan_batches, sampler_module.mine_neighbours = recording_plan, recording_mine
+    sampler_module.image_vectors = recording_embed
 
     real_save = train_module.save_checkpoint
 
@@ -181,7 +188,7 @@ def test_two_process_training_saves_one_checkpoint_from_rank_0(processed_dir, tm
     assert state["step"] == results[0]["steps"]
 
 
-def test_two_process_hard_negatives_are_mined_once_and_every_rank_plans_the_same_batches(processed_dir, tmp_path):
+def test_two_process_hard_negatives_split_the_embedding_mine_once_and_plan_the_same_batches(processed_dir, tmp_path):
     options = {"sampler": "hard", "text_views": "views-sum"}
     mp.spawn(_train_worker, args=(free_port(), str(processed_dir), str(tmp_path), options), nprocs=WORLD, join=True)
 
@@ -191,6 +198,9 @@ def test_two_process_hard_negatives_are_mined_once_and_every_rank_plans_the_same
     assert planned[0] == planned[1] and planned[0].strip()
     assert (tmp_path / "mined-by-rank0").exists() and not (tmp_path / "mined-by-rank1").exists()
     assert [p.name for p in (tmp_path / "run" / "mined").iterdir()] == ["epoch-0.npy"]
+    shares = [json.loads((tmp_path / f"embedded-rank{r}.json").read_text()) for r in range(WORLD)]
+    assert shares[0]["rows"] + shares[1]["rows"] == list(range(shares[0]["of"]))  # each product once, split
+    assert abs(len(shares[0]["rows"]) - len(shares[1]["rows"])) <= 1
 
 
 def _resume_worker(rank: int, port: int, catalog_dir: str, out: str) -> None:

@@ -13,7 +13,7 @@ the loss never has to tell them apart. Four samplers, all a pure function of (se
 - ``hard``: each product is followed by its nearest neighbours under the current model (image
   embeddings, mined once at the start of each epoch and cached as `mined/epoch-<n>.npy` in the run
   directory, so a resumed epoch reuses the same neighbours rather than re-mining with later weights).
-  Under torchrun rank 0 mines and broadcasts the neighbours to the other ranks.
+  Under torchrun every rank embeds its share; rank 0 finds the neighbours and broadcasts them.
 """
 
 from __future__ import annotations
@@ -143,31 +143,53 @@ def mine_neighbours(image_vectors: np.ndarray, k: int = 8) -> np.ndarray:
     return out
 
 
-def mined_for_epoch(loaded, frame: pd.DataFrame, epoch: int, cache_dir: Path | None) -> np.ndarray:
-    """The epoch's neighbours: read from the run's cache if mined before, else mined now and cached."""
-    from stylesearch.files import atomic_write_bytes
+def image_vectors(loaded, frame: pd.DataFrame, rows: Sequence[int]) -> np.ndarray:
+    """L2-normalised image embeddings of `frame`'s `rows`, in that order, under the current weights."""
     from stylesearch.images import decode_image
     from stylesearch.model import ClipEncoder
 
-    path = Path(cache_dir) / "mined" / f"epoch-{epoch}.npy" if cache_dir is not None else None
-    if path is not None and path.is_file():
-        cached = np.load(path)
-        if len(cached) == len(frame):
-            return cached
     was_training = loaded.model.training
     encoder = ClipEncoder(loaded, batch_size=128, device=next(loaded.model.parameters()).device)
     images = frame["image"].tolist()
-    vectors = np.concatenate([encoder.encode_images([decode_image(b, where=f"row {i + j}")
-                                                     for j, b in enumerate(images[i:i + 1024])])
-                              for i in range(0, len(images), 1024)]) if images else np.zeros((0, encoder.dim))
-    neighbours = mine_neighbours(vectors)
+    parts = [encoder.encode_images([decode_image(images[r], where=f"row {r}") for r in rows[i:i + 1024]])
+             for i in range(0, len(rows), 1024)]
     loaded.model.train(was_training)
-    if path is not None:
+    return np.concatenate(parts).astype(np.float32) if parts else np.zeros((0, encoder.dim), np.float32)
+
+
+def mined_for_epoch(loaded, frame: pd.DataFrame, epoch: int, cache_dir: Path | None) -> np.ndarray:
+    """The epoch's neighbours: read from the run's cache if mined before, else mined now and cached.
+
+    Under torchrun each rank embeds its own share of the products and the shares are gathered; rank 0
+    alone finds the neighbours, caches them and broadcasts them, so every rank plans the same batches.
+    """
+    import torch
+
+    from stylesearch import distributed
+    from stylesearch.files import atomic_write_bytes
+
+    main = distributed.is_main()
+    path = Path(cache_dir) / "mined" / f"epoch-{epoch}.npy" if cache_dir is not None else None
+    cached = None
+    if main and path is not None and path.is_file():
+        cached = np.load(path)
+        cached = cached if len(cached) == len(frame) else None
+    # Rank 0 decides, and says so: the other ranks' disks may not hold its cache.
+    if distributed.broadcast(cached is not None):
+        return distributed.broadcast(cached)
+    world = torch.distributed.get_world_size() if torch.distributed.is_initialized() else 1
+    rank = torch.distributed.get_rank() if world > 1 else 0
+    sizes = distributed.shard_sizes(len(frame), world)
+    share = image_vectors(loaded, frame, distributed.shard(list(range(len(frame))), rank, world))
+    device = next(loaded.model.parameters()).device
+    vectors = distributed.gather(torch.from_numpy(share).to(device), sizes).cpu().numpy()
+    neighbours = mine_neighbours(vectors) if main else None
+    if main and path is not None:
         buffer = io.BytesIO()
         np.save(buffer, neighbours)
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(path, buffer.getvalue())
-    return neighbours
+    return distributed.broadcast(neighbours)
 
 
 def plan_batches(sampler: str, frame: pd.DataFrame, batch_size: int, seed: int, epoch: int, world: int = 1, *,
@@ -186,12 +208,7 @@ def plan_batches(sampler: str, frame: pd.DataFrame, batch_size: int, seed: int, 
     if sampler == "mixed":
         return mixed_batches(frame, batch_size, seed, epoch, world)
     if sampler == "hard":
-        from stylesearch import distributed
-
-        # Rank 0 alone mines and caches; the others take its neighbours, so every rank plans the same
-        # batches even where two GPUs would round the embeddings differently, and no two ranks write the cache.
-        mined = mined_for_epoch(loaded, frame, epoch, cache_dir) if distributed.is_main() else None
-        return hard_batches(distributed.broadcast(mined), batch_size, seed, epoch, world=world)
+        return hard_batches(mined_for_epoch(loaded, frame, epoch, cache_dir), batch_size, seed, epoch, world=world)
     raise StylesearchError(f"unknown sampler {sampler!r}; use one of {', '.join(SAMPLERS)}")
 
 
