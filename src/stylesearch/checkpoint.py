@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from stylesearch.config import TrainConfig, to_dict
-from stylesearch.errors import IntegrityError
+from stylesearch.errors import IntegrityError, ResumeMismatchError
 from stylesearch.files import atomic_dir, atomic_write_text, seal_broken, sealed, sha256_file
 from stylesearch.model import LoadedModel, model_fingerprint
 
@@ -82,3 +82,31 @@ def load_training_state(path: Path) -> dict[str, Any]:
     except (pickle.UnpicklingError, RuntimeError, EOFError) as err:  # what torch raises for non-tensor pickles
         raise IntegrityError(f"{file}: holds more than tensors and plain values ({str(err).splitlines()[0]}); "
                              "refusing to unpickle it. Resume from a checkpoint you wrote yourself.") from err
+
+
+# What a run's batches, texts and pixels are made of: resuming with another value would not continue the
+# same run. (epochs, max_minutes, patience and the like may change on --resume.)
+RESUME_MUST_MATCH = ("sampler", "text_views", "batch_size", "seed", "hue_jitter", "freeze_vision_layers",
+                     "freeze_text_layers")
+
+
+def check_resumable(cfg: TrainConfig, last: Path) -> None:
+    """Refuse to --resume a run with settings that would change what it trains on, naming the flags to pass."""
+    saved_path = Path(last) / "train_config.json"
+    if not saved_path.is_file():
+        return
+    saved = json.loads(saved_path.read_text())
+    ours = to_dict(cfg)
+    differ = [name for name in RESUME_MUST_MATCH if name in saved and saved[name] != ours.get(name)]
+    if differ:
+        flags = " ".join(_flag(name, saved[name]) for name in differ)
+        was = ", ".join(f"{n}={saved[n]!r}" for n in differ)
+        now = ", ".join(f"{n}={ours.get(n)!r}" for n in differ)
+        raise ResumeMismatchError(f"{last.parent} was started with {was}, not {now}; to resume it, pass {flags}")
+
+
+def _flag(name: str, value: object) -> str:
+    option = name.replace("_", "-")
+    if isinstance(value, bool):
+        return f"--{option}" if value else f"--no-{option}"
+    return f"--{option} {value}"

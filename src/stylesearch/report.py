@@ -50,7 +50,7 @@ def _pyplot() -> Any:
 
 def training_curves(history_path: Path) -> bytes:
     """The loss / validation recall / learning-rate plot of a run, from its history.json."""
-    from stylesearch.train import plot_history
+    from stylesearch.history import plot_history
 
     history = json.loads(Path(history_path).read_text())
     tmp = Path(history_path).parent / ".report-history.png"

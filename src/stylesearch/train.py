@@ -20,12 +20,12 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from stylesearch import distributed
-from stylesearch.checkpoint import STATE_FILE, load_training_state, save_checkpoint
+from stylesearch.checkpoint import STATE_FILE, check_resumable, load_training_state, save_checkpoint
 from stylesearch.config import TrainConfig, to_dict
 from stylesearch.distributed import gather, gather_with_grad, shard, shard_sizes
-from stylesearch.errors import ResumeMismatchError
 from stylesearch.evaluate import embed, title_retrieval
-from stylesearch.files import atomic_path, atomic_write_text
+from stylesearch.files import atomic_write_text
+from stylesearch.history import write_history
 from stylesearch.losses import MAX_LOGIT_SCALE, contrastive_loss, lr_at, same_item_mask
 from stylesearch.model import ClipEncoder, LoadedModel, load_model
 from stylesearch.pairs import PairCollator, ProductPairs, train_transform
@@ -65,34 +65,6 @@ class StopRequest:
     def __exit__(self, *exc: object) -> None:
         if self._previous is not None:
             signal.signal(signal.SIGINT, self._previous)
-
-
-# What a run's batches, texts and pixels are made of: resuming with another value would not continue the
-# same run. (epochs, max_minutes, patience and the like may change on --resume.)
-RESUME_MUST_MATCH = ("sampler", "text_views", "batch_size", "seed", "hue_jitter", "freeze_vision_layers",
-                     "freeze_text_layers")
-
-
-def check_resumable(cfg: TrainConfig, last: Path) -> None:
-    """Refuse to --resume a run with settings that would change what it trains on, naming the flags to pass."""
-    saved_path = Path(last) / "train_config.json"
-    if not saved_path.is_file():
-        return
-    saved = json.loads(saved_path.read_text())
-    ours = to_dict(cfg)
-    differ = [name for name in RESUME_MUST_MATCH if name in saved and saved[name] != ours.get(name)]
-    if differ:
-        flags = " ".join(_flag(name, saved[name]) for name in differ)
-        was = ", ".join(f"{n}={saved[n]!r}" for n in differ)
-        now = ", ".join(f"{n}={ours.get(n)!r}" for n in differ)
-        raise ResumeMismatchError(f"{last.parent} was started with {was}, not {now}; to resume it, pass {flags}")
-
-
-def _flag(name: str, value: object) -> str:
-    option = name.replace("_", "-")
-    if isinstance(value, bool):
-        return f"--{option}" if value else f"--no-{option}"
-    return f"--{option} {value}"
 
 
 def seed_everything(seed: int) -> None:
@@ -172,38 +144,6 @@ def validation_recall(loaded: LoadedModel, frame: pd.DataFrame) -> dict[str, flo
     emb = embed(encoder, frame)
     out = title_retrieval(encoder, emb, frame["title"].tolist(), (1, 5, 10))["t2i"]
     return out
-
-
-def plot_history(history: dict[str, list[dict[str, Any]]], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    steps = history.get("steps", [])
-    epochs = history.get("epochs", [])
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
-    if steps:
-        axes[0].plot([s["step"] for s in steps], [s["loss"] for s in steps], lw=1, label="train loss")
-    if epochs:
-        axes[0].plot([e["step"] for e in epochs], [e["val_loss"] for e in epochs], "o-", label="val loss")
-        for k in ("R@1", "R@5", "R@10"):
-            axes[1].plot([e["epoch"] for e in epochs], [e[k] for e in epochs], "o-", label=f"val {k}")
-    if steps:
-        axes[2].plot([s["step"] for s in steps], [s["lr"] for s in steps])
-    for ax, title in zip(axes, ("loss", "validation recall (title->image)", "learning rate"), strict=True):
-        ax.set_title(title)
-        ax.grid(alpha=0.3)
-    for ax in axes[:2]:
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend()
-    axes[0].set_xlabel("step")
-    axes[1].set_xlabel("epoch")
-    axes[2].set_xlabel("step")
-    fig.tight_layout()
-    with atomic_path(Path(path)) as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
 
 
 def val_loss(loaded: LoadedModel, frame: pd.DataFrame, batch_size: int) -> float:
@@ -402,8 +342,3 @@ def augmentation_seed(seed: int, epoch: int, batch: int, position: int) -> int:
 
 def _pooled(output: Any) -> torch.Tensor:
     return output if isinstance(output, torch.Tensor) else output.pooler_output
-
-
-def write_history(history: dict[str, list[dict[str, Any]]], out_dir: Path) -> None:
-    atomic_write_text(out_dir / "history.json", json.dumps(history, indent=1))
-    plot_history(history, out_dir / "history.png")
