@@ -152,6 +152,18 @@ def recall_at_k(found: np.ndarray, exact: np.ndarray) -> float:
 # --- the straightforward approach -----------------------------------------------------------------
 
 
+def straightforward_text(model: Any, processor: Any, text: str) -> np.ndarray:
+    """The baseline's text encoding: the processor padded to 77 tokens, then the torch text tower."""
+    import torch
+
+    tokens = processor(text=[text], padding="max_length", max_length=77, truncation=True, return_tensors="pt")
+    with torch.no_grad():
+        feats = model.get_text_features(**tokens)
+    feats = feats if isinstance(feats, torch.Tensor) else feats.pooler_output
+    return torch.nn.functional.normalize(feats, dim=-1).numpy()
+
+
+
 def part_baseline(args: argparse.Namespace) -> dict[str, Any]:
     import torch
     from PIL import Image
@@ -171,12 +183,8 @@ def part_baseline(args: argparse.Namespace) -> dict[str, Any]:
         feats = feats if isinstance(feats, torch.Tensor) else feats.pooler_output
         return torch.nn.functional.normalize(feats, dim=-1).numpy()
 
-    @torch.no_grad()
     def embed_text(text: str) -> np.ndarray:
-        tokens = processor(text=[text], padding="max_length", max_length=77, truncation=True, return_tensors="pt")
-        feats = model.get_text_features(**tokens)
-        feats = feats if isinstance(feats, torch.Tensor) else feats.pooler_output
-        return torch.nn.functional.normalize(feats, dim=-1).numpy()
+        return straightforward_text(model, processor, text)
 
     embed_images(blobs[:8])
     start = time.perf_counter()
@@ -309,7 +317,6 @@ def part_interleaved(args: argparse.Namespace) -> dict[str, Any]:
     the same load; the peak RSS rows still come from the separate processes.
     """
     import faiss
-    import torch
 
     from stylesearch.model import vit_b32_random
     from stylesearch.querycache import CachedEncoder
@@ -332,12 +339,8 @@ def part_interleaved(args: argparse.Namespace) -> dict[str, Any]:
     flat.add(catalogue_vectors)
     records = meta.to_dict("records")  # metadata rows ready to return, built once at load
 
-    @torch.no_grad()
     def base_text(text: str) -> np.ndarray:
-        tokens = processor(text=[text], padding="max_length", max_length=77, truncation=True, return_tensors="pt")
-        feats = model.get_text_features(**tokens)
-        feats = feats if isinstance(feats, torch.Tensor) else feats.pooler_output
-        return torch.nn.functional.normalize(feats, dim=-1).numpy()
+        return straightforward_text(model, processor, text)
 
     def base_e2e(text: str) -> list[dict[str, Any]]:
         top = np.argsort(-(catalogue_vectors @ base_text(text)[0]))[:K]

@@ -1,4 +1,4 @@
-"""Test doubles: an encoder whose outputs are known exactly."""
+"""Test doubles (an encoder whose outputs are known exactly) and small training-test helpers."""
 
 from __future__ import annotations
 
@@ -42,3 +42,29 @@ class FakeEncoder:
             palette = np.array(list(COLOURS.values()), dtype=np.float32)
             rows.append(self._one_hot(int(np.argmin(((palette - pixel) ** 2).sum(1)))))
         return np.stack(rows) if rows else np.zeros((0, self.dim), np.float32)
+
+
+def interrupt_training_at(monkeypatch, step: int) -> None:
+    """Make `train` raise KeyboardInterrupt as step `step` starts, as a Ctrl-C there would.
+
+    `monkeypatch.undo()` ends it.
+    """
+    import stylesearch.train as train_module
+
+    real_lr_at = train_module.lr_at
+
+    def interrupted(at: int, **kw):
+        if at == step:
+            raise KeyboardInterrupt
+        return real_lr_at(at, **kw)
+
+    monkeypatch.setattr(train_module, "lr_at", interrupted)
+
+
+def same_weights(a, b, atol: float = 1e-5) -> bool:
+    """Whether two checkpoint directories hold the same weights, tensor by tensor."""
+    import torch
+    from safetensors.torch import load_file
+
+    first, second = load_file(a / "model.safetensors"), load_file(b / "model.safetensors")
+    return first.keys() == second.keys() and all(torch.allclose(first[k], second[k], atol=atol) for k in first)

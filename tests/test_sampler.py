@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from fakes import interrupt_training_at, same_weights
 from stylesearch.sampler import (
     batch_confusability,
     confusable_batches,
@@ -110,9 +111,6 @@ def test_resume_replays_hard_batches_and_drawn_text_views_exactly(processed_dir,
     import json
     from dataclasses import replace
 
-    import torch
-    from safetensors.torch import load_file
-
     import stylesearch.train as train_module
     from stylesearch.config import TrainConfig
     from stylesearch.prepare import load_processed
@@ -124,21 +122,12 @@ def test_resume_replays_hard_batches_and_drawn_text_views_exactly(processed_dir,
     full = train_module.train(catalog, cfg, tmp_path / "full")
     assert sorted(p.name for p in (tmp_path / "full" / "mined").iterdir()) == ["epoch-0.npy", "epoch-1.npy"]
 
-    real_lr_at = train_module.lr_at
-
-    def interrupt_at_step_6(step, **kw):
-        if step == 6:
-            raise KeyboardInterrupt
-        return real_lr_at(step, **kw)
-
-    monkeypatch.setattr(train_module, "lr_at", interrupt_at_step_6)
+    interrupt_training_at(monkeypatch, 6)
     assert train_module.train(catalog, cfg, tmp_path / "cut").stopped == "interrupted"
-    monkeypatch.setattr(train_module, "lr_at", real_lr_at)
+    monkeypatch.undo()
     resumed = train_module.train(catalog, cfg, tmp_path / "cut", resume=True)
     assert resumed.steps == full.steps
-    a = load_file(tmp_path / "full" / "last" / "model.safetensors")
-    b = load_file(tmp_path / "cut" / "last" / "model.safetensors")
-    assert all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)
+    assert same_weights(tmp_path / "full" / "last", tmp_path / "cut" / "last")
     losses = [[s["loss"] for s in json.loads((tmp_path / r / "history.json").read_text())["steps"]]
               for r in ("full", "cut")]
     assert losses[0] == pytest.approx(losses[1], abs=1e-5)

@@ -2,9 +2,8 @@ import json
 
 import pytest
 import torch
-from safetensors.torch import load_file
 
-import stylesearch.train as train_module
+from fakes import interrupt_training_at, same_weights
 from stylesearch.config import TrainConfig
 from stylesearch.prepare import load_processed
 from stylesearch.train import epoch_batches, train, val_loss, validation_recall
@@ -33,24 +32,16 @@ def test_resume_after_interruption_continues_from_the_saved_step(processed_dir, 
     catalog = load_processed(processed_dir)
     full = train(catalog, FAST, tmp_path / "full")
 
-    real_lr_at = train_module.lr_at
-    def interrupt_at_step_6(step, **kw):
-        if step == 6:
-            raise KeyboardInterrupt
-        return real_lr_at(step, **kw)
-
-    monkeypatch.setattr(train_module, "lr_at", interrupt_at_step_6)
+    interrupt_training_at(monkeypatch, 6)
     cut = train(catalog, FAST, tmp_path / "cut")
     assert cut.stopped == "interrupted" and cut.steps == 6
     state = torch.load(tmp_path / "cut" / "last" / "training_state.pt", weights_only=True)
     assert state["step"] == 6
 
-    monkeypatch.setattr(train_module, "lr_at", real_lr_at)
+    monkeypatch.undo()
     resumed = train(catalog, FAST, tmp_path / "cut", resume=True)
     assert resumed.steps == full.steps
-    a = load_file(tmp_path / "full" / "last" / "model.safetensors")
-    b = load_file(tmp_path / "cut" / "last" / "model.safetensors")
-    assert all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)
+    assert same_weights(tmp_path / "full" / "last", tmp_path / "cut" / "last")
     hist = json.loads((tmp_path / "cut" / "history.json").read_text())
     assert [s["step"] for s in hist["steps"]] == list(range(1, full.steps + 1))
 

@@ -105,6 +105,29 @@ def _fsync_dir(path: Path) -> None:
 SEAL = "manifest_sha256"
 
 
+def read_stage_manifest(directory: Path, name: str, *, kind: str, version: int, what: str, fix: str) -> dict:
+    """A stage's manifest, refused with a typed error when missing, unreadable, of another kind or format.
+
+    `what` names the stage's output ("a search index"); `fix` says how to make a good one.
+    """
+    import json
+
+    from stylesearch.errors import IntegrityError, ManifestMismatchError
+
+    file = Path(directory) / name
+    if not file.is_file():
+        raise ManifestMismatchError(f"{directory}: not {what} (no {name}); {fix}")
+    try:
+        manifest = json.loads(file.read_text())
+    except json.JSONDecodeError as err:
+        raise IntegrityError(f"{file}: corrupt manifest ({err})") from err
+    if manifest.get("kind") != kind:
+        raise ManifestMismatchError(f"{directory}: manifest kind is {manifest.get('kind')!r}, not {what}")
+    if manifest.get("format_version") != version:
+        raise ManifestMismatchError(f"{directory}: format {manifest.get('format_version')}, expected {version}; {fix}")
+    return manifest
+
+
 def manifest_hash(manifest: dict) -> str:
     """A manifest's hash of itself (every key but the seal): catches accidental or careless edits, not a signature."""
     import json

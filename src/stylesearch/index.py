@@ -29,12 +29,8 @@ import pandas as pd
 from stylesearch.config import KAGGLE_ATTRIBUTES, IndexConfig
 from stylesearch.embedding import embed_chunks, remove_if_empty, work_dir
 from stylesearch.errors import IntegrityError, ManifestMismatchError, StylesearchError
-from stylesearch.files import atomic_dir, atomic_write_text, sha256_bytes, sha256_file
-from stylesearch.index_manifest import (
-    make_manifest,
-    manifest_hash,
-    read_manifest,
-)
+from stylesearch.files import atomic_dir, atomic_write_text, seal_broken, sealed, sha256_bytes, sha256_file
+from stylesearch.index_manifest import make_manifest, read_manifest
 from stylesearch.model import Encoder
 from stylesearch.prepare import ProcessedCatalog, load_processed
 
@@ -279,7 +275,7 @@ class EmbeddingIndex:
                 np.save(tmp / EXACT, np.asarray(self.vectors(), dtype=np.float32))
                 names.append(EXACT)
             self.manifest["files"] = {name: sha256_file(tmp / name) for name in names}
-            self.manifest["manifest_sha256"] = manifest_hash(self.manifest)
+            self.manifest.update(sealed(self.manifest))  # in place: holders of this dict see the seal
             atomic_write_text(tmp / MANIFEST, json.dumps(self.manifest, indent=2))
         self.path = path
         if self.kind in LOSSY:
@@ -312,7 +308,7 @@ class EmbeddingIndex:
             faiss.extract_index_ivf(index).nprobe = int(manifest["index"]["params"].get("nprobe", 16))
         exact = np.load(path / EXACT, mmap_mode="r") if manifest["index"]["kind"] in LOSSY else None
         # Last, so that a more specific complaint (a count, a file) is the one reported.
-        if verify and "manifest_sha256" in manifest and manifest_hash(manifest) != manifest["manifest_sha256"]:
+        if verify and seal_broken(manifest):
             raise IntegrityError(f"{path / MANIFEST}: edited after it was written (its own hash does not match); "
                                  "rebuild with `stylesearch index`")
         return cls(index, products, manifest, path, exact)

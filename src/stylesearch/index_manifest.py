@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import platform
 from datetime import datetime, timezone
 from pathlib import Path
@@ -14,8 +13,7 @@ import numpy as np
 import pandas as pd
 
 from stylesearch.config import IndexConfig, to_dict
-from stylesearch.errors import IntegrityError, ManifestMismatchError
-from stylesearch.files import manifest_hash, sha256_bytes, sha256_file  # noqa: F401  (manifest_hash: re-exported)
+from stylesearch.files import read_stage_manifest, sha256_bytes, sha256_file
 from stylesearch.model import Encoder
 from stylesearch.prepare import ProcessedCatalog
 
@@ -25,19 +23,8 @@ MANIFEST = "manifest.json"
 
 
 def read_manifest(path: Path) -> dict[str, Any]:
-    file = Path(path) / MANIFEST
-    if not file.is_file():
-        raise ManifestMismatchError(f"{path}: not a search index (no {MANIFEST}); build one with `stylesearch index`")
-    try:
-        manifest = json.loads(file.read_text())
-    except json.JSONDecodeError as err:
-        raise IntegrityError(f"{file}: corrupt manifest ({err})") from err
-    if manifest.get("kind") != MANIFEST_KIND:
-        raise ManifestMismatchError(f"{path}: manifest kind is {manifest.get('kind')!r}, not a search index")
-    if manifest.get("format_version") != FORMAT_VERSION:
-        raise ManifestMismatchError(f"{path}: index format {manifest.get('format_version')}, expected "
-                                    f"{FORMAT_VERSION}; rebuild with `stylesearch index`")
-    return manifest
+    return read_stage_manifest(path, MANIFEST, kind=MANIFEST_KIND, version=FORMAT_VERSION, what="a search index",
+                               fix="build it again with `stylesearch index`")
 
 
 def make_manifest(catalog: ProcessedCatalog, encoder: Encoder, model_name: str | None, kind: str,

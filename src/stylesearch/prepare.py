@@ -23,8 +23,16 @@ from tqdm.auto import tqdm
 
 from stylesearch.catalog import Catalog, RowIssue
 from stylesearch.config import PrepareConfig, to_dict
-from stylesearch.errors import CatalogError, IntegrityError, ManifestMismatchError
-from stylesearch.files import atomic_dir, atomic_write_text, seal_broken, sealed, sha256_bytes, sha256_file
+from stylesearch.errors import CatalogError, IntegrityError
+from stylesearch.files import (
+    atomic_dir,
+    atomic_write_text,
+    read_stage_manifest,
+    seal_broken,
+    sealed,
+    sha256_bytes,
+    sha256_file,
+)
 from stylesearch.images import decode_image
 
 FORMAT_VERSION = 1
@@ -270,17 +278,8 @@ def load_processed(path: Path, *, verify: bool = True) -> ProcessedCatalog:
     """Load a processed catalogue directory, refusing one that is not ours or has been altered."""
     path = Path(path)
     manifest_path = path / "manifest.json"
-    if not manifest_path.is_file():
-        raise ManifestMismatchError(f"{path}: not a processed catalogue (no manifest.json); run `stylesearch prepare`")
-    try:
-        manifest = json.loads(manifest_path.read_text())
-    except json.JSONDecodeError as err:
-        raise IntegrityError(f"{manifest_path}: corrupt manifest ({err})") from err
-    if manifest.get("kind") != "stylesearch.catalog":
-        raise ManifestMismatchError(f"{path}: manifest kind is {manifest.get('kind')!r}, not a processed catalogue")
-    if manifest.get("format_version") != FORMAT_VERSION:
-        raise ManifestMismatchError(f"{path}: format {manifest.get('format_version')}, expected {FORMAT_VERSION}; "
-                                    "re-run `stylesearch prepare`")
+    manifest = read_stage_manifest(path, manifest_path.name, kind="stylesearch.catalog", version=FORMAT_VERSION,
+                             what="a processed catalogue", fix="run `stylesearch prepare`")
     parquet = path / "catalog.parquet"
     if verify and sha256_file(parquet) != manifest["catalog_sha256"]:
         raise IntegrityError(f"{parquet}: content does not match the hash in manifest.json (changed or truncated); "
