@@ -565,6 +565,25 @@ def test_every_forward_pass_runs_on_one_long_lived_model_thread():
     assert len(recording.threads) == 1 and not recording.threads & (callers | {threading.get_ident()})
 
 
+def test_a_cached_query_is_answered_without_waiting_for_the_model(processed_dir, tmp_path):
+    from stylesearch.querycache import CachedEncoder
+
+    fresh = Searcher(EmbeddingIndex.load(build_tiny_index(processed_dir, tmp_path / "index")),
+                     CachedEncoder(FakeEncoder()))
+    client = TestClient(create_app(fresh, ServeConfig(warm_hybrid=False)))
+    batching = fresh.encoder.encoder
+    assert isinstance(fresh.encoder, CachedEncoder) and isinstance(batching, BatchingEncoder)
+    first = client.get("/api/search", params={"q": "red shirt", "k": 3}).json()
+    answers = []
+    with batching._model_lock:  # the model is busy with someone else's batch
+        asking = threading.Thread(target=lambda: answers.append(
+            client.get("/api/search", params={"q": "red shirt", "k": 3}).json()))
+        asking.start()
+        asking.join(timeout=10)
+        assert not asking.is_alive()  # answered from the cache while the model was held
+    assert answers[0]["hits"] == first["hits"]
+
+
 def test_batching_encoder_is_safe_for_concurrent_queries_with_a_real_tokenizer(tiny):
     from concurrent.futures import ThreadPoolExecutor
 

@@ -36,7 +36,7 @@ import torch
 from PIL import Image
 
 from stylesearch.errors import StylesearchError
-from stylesearch.files import atomic_dir, atomic_path, atomic_write_text, sha256_bytes, sha256_file
+from stylesearch.files import atomic_dir, atomic_path, atomic_write_text, checkpoint_hash, sha256_file
 from stylesearch.model import TINY, ClipEncoder, Encoder, FloatArray, LoadedModel, _features
 from stylesearch.preprocess import DEFAULT_BATCH_SIZE, DEFAULT_WORKERS, ClipPreprocess, embed_image_bytes
 
@@ -196,13 +196,12 @@ def _manifest(loaded: LoadedModel, fingerprint: str, files: dict[str, str]) -> d
     import onnxruntime
 
     config = loaded.model.config
-    weights = sorted(Path(loaded.name).glob("*.safetensors")) if Path(loaded.name).is_dir() else []
     return {
         "kind": MANIFEST_KIND,
         "format_version": FORMAT_VERSION,
         "model": loaded.name,
         "fingerprint": fingerprint,
-        "checkpoint_sha256": sha256_bytes("".join(sha256_file(w) for w in weights).encode()) if weights else None,
+        "checkpoint_sha256": checkpoint_hash(loaded.name),
         "dim": int(config.projection_dim),
         "image_size": int(config.vision_config.image_size),
         "max_text_tokens": int(config.text_config.max_position_embeddings),
@@ -382,9 +381,8 @@ def load_encoder(name_or_path: str, backend: str = "torch", *, batch_size: int =
     if backend != "torch" and path.is_dir():
         folder = path / "onnx"
         manifest = read_manifest(folder)
-        weights = sorted(path.glob("*.safetensors"))
-        if manifest and weights and manifest.get("checkpoint_sha256") == sha256_bytes(
-                "".join(sha256_file(w) for w in weights).encode()) and stale_reason(
+        weights_sha = checkpoint_hash(path)
+        if manifest and weights_sha and manifest.get("checkpoint_sha256") == weights_sha and stale_reason(
                 folder, str(manifest["fingerprint"]), int8=backend == "onnx-int8") is None:
             return OnnxEncoder(folder, int8=backend == "onnx-int8", batch_size=batch_size, threads=threads,
                                num_workers=num_workers)

@@ -15,7 +15,7 @@ from typing import Any, Literal
 import pandas as pd
 
 from stylesearch.errors import StylesearchError
-from stylesearch.files import sha256_bytes, sha256_file
+from stylesearch.files import checkpoint_hash, sha256_bytes
 
 Level = Literal["error", "warning", "ok"]
 MAX_LISTED = 5  # ids named in one finding; the count says how many more
@@ -36,7 +36,6 @@ class _Facts:
 
     catalog_sha: str | None = None
     catalog_ids: list[str] | None = None
-    catalog_count: int | None = None
     fingerprint: str | None = None
     weights_sha: str | None = None
     checkpoint: Path | None = None
@@ -105,7 +104,6 @@ def _check_processed(path: Path, facts: _Facts, images: bool) -> list[Finding]:
     out = [Finding("ok", f"catalogue {path}: {len(frame)} products, catalog.parquet matches its hash")]
     facts.catalog_sha = manifest.get("catalog_sha256")
     facts.catalog_ids = frame["id"].astype(str).tolist()
-    facts.catalog_count = len(frame)
     if manifest.get("count") != len(frame):
         out.append(Finding("error", f"catalogue: manifest.json says {manifest.get('count')} products, "
                                     f"catalog.parquet holds {len(frame)}", redo))
@@ -232,8 +230,7 @@ def check_checkpoint(path: Path, facts: _Facts | None = None) -> list[Finding]:
     else:
         out.append(Finding("ok", f"checkpoint: weights load through safetensors (fingerprint {fingerprint})"))
     facts.fingerprint, facts.checkpoint = fingerprint, path
-    weights = sorted(path.glob("*.safetensors"))
-    facts.weights_sha = sha256_bytes("".join(sha256_file(w) for w in weights).encode()) if weights else None
+    facts.weights_sha = checkpoint_hash(path, known=manifest.get("files"))  # verified above: no re-reading
     return out
 
 

@@ -158,6 +158,19 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
+def checkpoint_hash(name: str | Path, known: dict[str, str] | None = None) -> str | None:
+    """One hash over a checkpoint directory's *.safetensors files; None for a Hub name or a preset.
+
+    `known` (file name -> sha256, as checkpoint.json records) spares re-reading files already hashed.
+    """
+    path = Path(name)
+    weights = sorted(path.glob("*.safetensors")) if path.is_dir() else []
+    if not weights:
+        return None  # a Hub name or the tiny preset: the fingerprint identifies the weights
+    known = known or {}
+    return sha256_bytes("".join(known.get(w.name) or sha256_file(w) for w in weights).encode())
+
+
 def sha256_dir(path: Path, pattern: str = "*") -> str:
     """One hash over every file's name and content below `path` (stable order)."""
     digest = hashlib.sha256()

@@ -30,14 +30,13 @@ from stylesearch.config import KAGGLE_ATTRIBUTES, IndexConfig
 from stylesearch.embedding import embed_chunks, remove_if_empty, work_dir
 from stylesearch.errors import IntegrityError, ManifestMismatchError, StylesearchError
 from stylesearch.files import atomic_dir, atomic_write_text, seal_broken, sealed, sha256_bytes, sha256_file
-from stylesearch.index_manifest import make_manifest, read_manifest
+from stylesearch.index_manifest import MANIFEST, make_manifest, read_manifest
 from stylesearch.model import Encoder
 from stylesearch.prepare import ProcessedCatalog, load_processed
 
 log = logging.getLogger(__name__)
 
-VECTORS, PRODUCTS, IMAGES, EXACT, MANIFEST = (
-    "vectors.faiss", "products.parquet", "images.parquet", "embeddings.npy", "manifest.json")
+VECTORS, PRODUCTS, IMAGES, EXACT = "vectors.faiss", "products.parquet", "images.parquet", "embeddings.npy"
 KINDS = ("auto", "flat", "hnsw", "ivfpq", "sq8", "fp16")
 # Kinds whose stored vectors are compressed: they keep the exact ones in a memory-mapped embeddings.npy for
 # filtered search and re-scoring, so RAM holds the small codes and the page cache only what is touched.

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from stylesearch.config import IndexConfig, to_dict
-from stylesearch.files import read_stage_manifest, sha256_bytes, sha256_file
+from stylesearch.files import checkpoint_hash, read_stage_manifest
 from stylesearch.model import Encoder
 from stylesearch.prepare import ProcessedCatalog
 
@@ -52,14 +52,6 @@ def make_manifest(catalog: ProcessedCatalog, encoder: Encoder, model_name: str |
         "versions": library_versions(),
         "config": to_dict(cfg),
     }
-
-
-def checkpoint_hash(name: str) -> str | None:
-    path = Path(name)
-    weights = sorted(path.glob("*.safetensors")) if path.is_dir() else []
-    if not weights:
-        return None  # a Hub name or the tiny preset: the fingerprint identifies the weights
-    return sha256_bytes("".join(sha256_file(w) for w in weights).encode())
 
 
 def preprocessing(encoder: Encoder) -> dict[str, Any]:

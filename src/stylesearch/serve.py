@@ -34,6 +34,7 @@ from stylesearch.errors import CatalogError, QueryError, StylesearchError
 from stylesearch.guard import RequestGuard
 from stylesearch.hybrid import hybrid_for
 from stylesearch.images import decode_image
+from stylesearch.querycache import CachedEncoder
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -73,7 +74,10 @@ def create_app(searcher: Any, cfg: ServeConfig = ServeConfig(), *,
     `mode=hybrid` query does not pay for it (a minute at 1M products).
     """
     encoder = getattr(searcher, "encoder", None)
-    if encoder is not None and not isinstance(encoder, BatchingEncoder):
+    if isinstance(encoder, CachedEncoder):  # batch behind the cache: a repeated query never queues for the model
+        if not isinstance(encoder.encoder, BatchingEncoder):
+            encoder.encoder = BatchingEncoder(encoder.encoder, max_batch=max_batch)
+    elif encoder is not None and not isinstance(encoder, BatchingEncoder):
         searcher.encoder = BatchingEncoder(encoder, max_batch=max_batch)
     if cfg.warm_hybrid and getattr(searcher, "index", None) is not None:
         threading.Thread(target=_warm_hybrid, args=(searcher,), name="stylesearch-hybrid-build", daemon=True).start()
@@ -106,7 +110,9 @@ def create_app(searcher: Any, cfg: ServeConfig = ServeConfig(), *,
 
         def work() -> tuple[list[Any], int, str | None]:
             hits = call(filters)
-            said = [truncation_notice(searcher, query) if query is not None else None, *(notes or [])]
+            # Worked out per request: the Searcher's own `last_notice` is shared by every thread.
+            notice_of = getattr(searcher, "truncation_notice", None)
+            said = [notice_of(query) if query is not None and notice_of else None, *(notes or [])]
             return hits, searcher.count(filters or None), "; ".join(n for n in said if n) or None
 
         hits, total, notice = await pool.run(work)
@@ -290,19 +296,6 @@ def image_of(searcher: Any, product_id: str) -> bytes:
     if not data:
         raise HTTPException(404, f"product {product_id} has no image")
     return bytes(data)
-
-
-def truncation_notice(searcher: Any, query: str) -> str | None:
-    """The Searcher's "query truncated" notice, worked out here: its `last_notice` is shared by all threads."""
-    encoder = getattr(searcher, "encoder", None)
-    limit = getattr(encoder, "max_tokens", None)
-    if limit is None or not hasattr(encoder, "token_count"):
-        return None
-    tokens = encoder.token_count(" ".join(query.split()))
-    if tokens <= limit:
-        return None
-    return (f"query is {tokens} tokens but the model reads {limit}; "
-            f"searched with the first {limit} (the rest was ignored)")
 
 
 def image_type(data: bytes) -> str:
