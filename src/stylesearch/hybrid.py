@@ -101,15 +101,6 @@ class Vocabulary:
         """Words in the longest phrase (computed once: parse asks for it at every word)."""
         return max((len(k) for k in self.phrases), default=1)
 
-    def synonyms(self) -> dict[str, tuple[str, list[str]]]:
-        """word -> (column, values) for every learnt synonym."""
-        out = {}
-        for key, entries in self.phrases.items():
-            learnt = [(c, v) for c, v, how in entries if how == "synonym"]
-            if learnt:
-                out[key[0]] = (learnt[0][0], [v for _, v in learnt])
-        return out
-
     def parse(self, query: str) -> ParsedQuery:
         """Attributes named in `query`, longest phrase first; words naming none are `unknown`."""
         words = tokens(query)
@@ -297,7 +288,6 @@ class HybridSearcher:
         self.searcher = searcher
         self.attributes = attributes
         self.ranker = HybridRanker(searcher.index.products, vocabulary)
-        self.last_parsed: ParsedQuery | None = None
 
     @property
     def last_notice(self) -> str | None:
@@ -305,23 +295,16 @@ class HybridSearcher:
 
     def search(self, query: str, k: int = 10, filters: Filters | None = None, offset: int = 0,
                mode: str = "hybrid") -> list[Hit]:
-        if mode == "clip":
+        if check_mode(mode) == "clip":
             return self.searcher.search(query, k, filters, offset)
-        if mode != "hybrid":
-            raise QueryError(f"search mode {mode!r}: use one of {', '.join(MODES)}")
         if k < 1 or offset < 0:
             raise QueryError(f"k must be at least 1 and offset at least 0 (got k={k}, offset={offset})")
         vector = self.searcher.encode_query(query)
         clip = self.searcher.index.matrix() @ vector
         rows = self.searcher.rows_matching(filters)
-        ranked, self.last_parsed = self.ranker.rank(query, clip, attributes=self.attributes, rows=rows,
-                                                    depth=offset + k)
-        hits = []
-        for i, row in enumerate(ranked[offset:offset + k]):
-            product = self.searcher.product(str(self.searcher.index.products.at[int(row), "id"]))
-            hits.append(Hit(rank=offset + i + 1, id=product.id, score=round(100.0 * float(clip[row]), 4),
-                            title=product.title, attributes=dict(product.attributes)))
-        return hits
+        ranked, _ = self.ranker.rank(query, clip, attributes=self.attributes, rows=rows, depth=offset + k)
+        return [self.searcher._hit(offset + i + 1, int(row), float(clip[row]))
+                for i, row in enumerate(ranked[offset:offset + k])]
 
 
 def check_mode(mode: str) -> str:

@@ -113,9 +113,9 @@ def confusion_figure(confusion: dict[str, dict[str, int]], n: int = 12) -> bytes
 
 def thumbnail(image: bytes, size: int = THUMB) -> bytes:
     """A small JPEG of a catalogue image, for inlining."""
-    from PIL import Image
+    from stylesearch.images import decode_image
 
-    picture = Image.open(io.BytesIO(image)).convert("RGB")
+    picture = decode_image(image, where="a report thumbnail")  # the bomb guard, and white behind transparency
     picture.thumbnail((size, size))
     buffer = io.BytesIO()
     picture.save(buffer, format="JPEG", quality=80)
@@ -310,7 +310,6 @@ def build_report(models: dict[str, LoadedModel], frame: pd.DataFrame, out_dir: P
         figure_files[key] = f"figures/{key}.png"
     atomic_write_text(out_dir / "report.html", render_html(report, figures))
     atomic_write_text(out_dir / "report.md", render_markdown(report, figure_files))
-    slim = {k: v for k, v in results.items()}
-    atomic_write_text(out_dir / "quality.json", json.dumps({"results": slim, "sweep": report["sweep"],
+    atomic_write_text(out_dir / "quality.json", json.dumps({"results": results, "sweep": report["sweep"],
                                                             "metrics": report["metrics"]}, indent=1, default=float))
     return report

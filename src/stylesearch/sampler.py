@@ -33,7 +33,8 @@ LABELS = ("subCategory", "articleType", "baseColour")
 NEIGHBOURS = 3  # per anchor: a batch of 32 holds 8 look-alike quads, not one 32-long chain
 
 
-def _chunks(order: Sequence[int], batch_size: int, world: int = 1) -> list[list[int]]:
+def chunks(order: Sequence[int], batch_size: int, world: int = 1) -> list[list[int]]:
+    """`order` cut into batches of `batch_size`, dropping a last batch too small to train on."""
     batches = [list(order[i:i + batch_size]) for i in range(0, len(order), batch_size)]
     # A batch of one has no negatives; under torchrun every rank needs at least one row (as epoch_batches).
     return [b for b in batches if len(b) >= max(2, world)]
@@ -80,7 +81,7 @@ def confusable_batches(frame: pd.DataFrame, batch_size: int, seed: int, epoch: i
     # Remainders of small subCategories fill the last batches together, shuffled.
     sequence = [i for b in rng.permutation(len(blocks)) for i in blocks[b]]
     sequence += [leftovers[i] for i in rng.permutation(len(leftovers))]
-    batches = _chunks(sequence, batch_size, world)
+    batches = chunks(sequence, batch_size, world)
     return [batches[i] for i in rng.permutation(len(batches))]
 
 
@@ -96,7 +97,7 @@ def mixed_batches(frame: pd.DataFrame, batch_size: int, seed: int, epoch: int, w
     rest = np.concatenate([order[len(chosen):], chosen[leftovers]]).astype(int)
     rest = rest[rng.permutation(len(rest))].tolist()
     # Confusable blocks are full, so the random rest ends with the only short batch, as in `epoch_batches`.
-    batches = [b for b in blocks if len(b) >= max(2, world)] + _chunks(rest, batch_size, world)
+    batches = [b for b in blocks if len(b) >= max(2, world)] + chunks(rest, batch_size, world)
     return [batches[i] for i in rng.permutation(len(batches))]
 
 
@@ -124,7 +125,7 @@ def hard_batches(neighbours: np.ndarray, batch_size: int, seed: int, epoch: int,
                 used[other] = True
                 sequence.append(int(other))
                 taken += 1
-    batches = _chunks(sequence, batch_size, world)
+    batches = chunks(sequence, batch_size, world)
     return [batches[i] for i in rng.permutation(len(batches))]
 
 
@@ -187,7 +188,6 @@ def mined_for_epoch(loaded, frame: pd.DataFrame, epoch: int, cache_dir: Path | N
     if main and path is not None:
         buffer = io.BytesIO()
         np.save(buffer, neighbours)
-        path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(path, buffer.getvalue())
     return distributed.broadcast(neighbours)
 

@@ -30,7 +30,7 @@ from stylesearch.losses import MAX_LOGIT_SCALE, contrastive_loss, lr_at, same_it
 from stylesearch.model import ClipEncoder, LoadedModel, load_model
 from stylesearch.pairs import PairCollator, ProductPairs, train_transform
 from stylesearch.prepare import ProcessedCatalog
-from stylesearch.sampler import plan_batches
+from stylesearch.sampler import chunks, plan_batches
 from stylesearch.textviews import merge_equal_texts, training_texts
 
 
@@ -91,10 +91,7 @@ def epoch_batches(n: int, batch_size: int, seed: int, epoch: int, world: int = 1
 
     Under torchrun every rank computes the same list and takes its slice of each batch (`shard`).
     """
-    order = np.random.default_rng([seed, epoch]).permutation(n)
-    batches = [order[i:i + batch_size].tolist() for i in range(0, n, batch_size)]
-    # A batch of one has no negatives; under torchrun every rank needs at least one row.
-    return [b for b in batches if len(b) >= max(2, world)]
+    return chunks(np.random.default_rng([seed, epoch]).permutation(n).tolist(), batch_size, world)
 
 
 class PairEncoder(torch.nn.Module):
@@ -175,9 +172,9 @@ def train(catalog: ProcessedCatalog, cfg: TrainConfig, out_dir: Path, *, resume:
     if cfg.val_max_items and len(val_frame) > cfg.val_max_items:
         val_frame = val_frame.sample(cfg.val_max_items, random_state=cfg.seed).reset_index(drop=True)
     size = int(model.config.vision_config.image_size)
-    dataset = ProductPairs(train_frame, train_transform(size, hue_jitter=cfg.hue_jitter))
     collate = PairCollator(loaded.processor.tokenizer, int(model.config.text_config.max_position_embeddings))
-    dataset, collate = training_texts(train_frame, dataset.transform, collate, cfg.text_views)
+    dataset, collate = training_texts(train_frame, train_transform(size, hue_jitter=cfg.hue_jitter), collate,
+                                      cfg.text_views)
     steps_per_epoch = len(plan_batches(cfg.sampler, train_frame, cfg.batch_size, cfg.seed, 0, world))
     total_steps = max(1, steps_per_epoch * cfg.epochs)
 
@@ -263,10 +260,12 @@ def train(catalog: ProcessedCatalog, cfg: TrainConfig, out_dir: Path, *, resume:
                 bar.set_postfix(loss=f"{loss.item():.3f}", sps=f"{rate:.0f}")
                 if cfg.save_every_steps and step % cfg.save_every_steps == 0:
                     save_last(epoch, pos)
-                if distributed.broadcast(stop.requested):  # rank 0's Ctrl-C stops every rank at the same step
+                # Rank 0's Ctrl-C and rank 0's clock decide for every rank, in one exchange per step.
+                out_of_time = cfg.max_minutes is not None and time.monotonic() - started > cfg.max_minutes * 60
+                interrupted, out_of_time = distributed.broadcast((stop.requested, out_of_time))
+                if interrupted:
                     raise KeyboardInterrupt
-                if cfg.max_minutes is not None and distributed.broadcast(  # rank 0's clock decides for all
-                        time.monotonic() - started > cfg.max_minutes * 60):
+                if out_of_time:
                     stopped = "time budget"
                     break
             bar.close()
