@@ -92,15 +92,26 @@ def embed(encoder: ClipEncoder, frame: pd.DataFrame) -> Embedded:
     )
 
 
-def title_retrieval(encoder: ClipEncoder, emb: Embedded, titles: Sequence[str], ks: Sequence[int]) -> dict[str, Any]:
-    """KAGL protocol: each distinct title queries the full gallery; every item with that title is relevant."""
+def title_retrieval(encoder: ClipEncoder, emb: Embedded, titles: Sequence[str], ks: Sequence[int],
+                    query_emb: np.ndarray | None = None) -> dict[str, Any]:
+    """KAGL protocol: each distinct title queries the full gallery; every item with that title is relevant.
+
+    `query_emb`: the distinct titles already encoded, in `distinct_titles` order (else they are encoded here).
+    """
     keys = np.array(emb.title_keys)
     unique_keys, first = np.unique(keys, return_index=True)
-    query_emb = encoder.encode_texts([str(titles[i]) for i in first])
+    if query_emb is None:
+        query_emb = encoder.encode_texts([str(titles[i]) for i in first])
     relevant = unique_keys[:, None] == keys[None, :]
     t2i = recall_at_k(query_emb @ emb.image.T, relevant, ks)
     i2t = recall_at_k(emb.image @ query_emb.T, relevant.T, ks)
     return {"t2i": t2i, "i2t": i2t, "queries": len(unique_keys)}
+
+
+def distinct_titles(emb: Embedded, titles: Sequence[str]) -> list[str]:
+    """One title per distinct title key, in the order `title_retrieval` queries them."""
+    first = np.unique(np.array(emb.title_keys), return_index=True)[1]
+    return [str(titles[i]) for i in first]
 
 
 def category_precision(encoder: ClipEncoder, emb: Embedded, frame: pd.DataFrame, columns: Sequence[str]) -> dict:

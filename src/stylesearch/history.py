@@ -6,16 +6,19 @@ import json
 from pathlib import Path
 from typing import Any
 
-from stylesearch.files import atomic_path, atomic_write_text
+from stylesearch.files import atomic_write_bytes, atomic_write_text
 
 
 def write_history(history: dict[str, list[dict[str, Any]]], out_dir: Path) -> None:
     """`out_dir/history.json` and `out_dir/history.png`, each written atomically."""
     atomic_write_text(out_dir / "history.json", json.dumps(history, indent=1))
-    plot_history(history, out_dir / "history.png")
+    atomic_write_bytes(out_dir / "history.png", history_png(history))
 
 
-def plot_history(history: dict[str, list[dict[str, Any]]], path: Path) -> None:
+def history_png(history: dict[str, list[dict[str, Any]]]) -> bytes:
+    """Loss, validation recall and learning rate side by side, as PNG bytes."""
+    import io
+
     import matplotlib
 
     matplotlib.use("Agg")
@@ -42,6 +45,7 @@ def plot_history(history: dict[str, list[dict[str, Any]]], path: Path) -> None:
     axes[1].set_xlabel("epoch")
     axes[2].set_xlabel("step")
     fig.tight_layout()
-    with atomic_path(Path(path)) as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
+    buffer = io.BytesIO()
+    fig.savefig(buffer, dpi=110, format="png")
     plt.close(fig)
+    return buffer.getvalue()

@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from stylesearch.evaluate import Embedded, embed, title_retrieval
-from stylesearch.hybrid import HybridRanker, Vocabulary, tokens
+from stylesearch.evaluate import Embedded, distinct_titles, embed, title_retrieval
+from stylesearch.hybrid import HybridRanker, tokens
 from stylesearch.model import ClipEncoder, LoadedModel
 from stylesearch.prepare import normalise_title
 
@@ -180,7 +180,8 @@ def evaluate_quality(loaded: LoadedModel, frame: pd.DataFrame, *, seed: int = 0,
     encoder = ClipEncoder(loaded, batch_size=64)
     emb = embed(encoder, frame)
     out: dict[str, Any] = {"items": len(frame)}
-    out["title_t2i"] = title_retrieval(encoder, emb, frame["title"].tolist(), (1, 5, 10))["t2i"]
+    title_emb = encoder.encode_texts(distinct_titles(emb, frame["title"].tolist()))  # once, for two measures
+    out["title_t2i"] = title_retrieval(encoder, emb, frame["title"].tolist(), (1, 5, 10), title_emb)["t2i"]
     queries = attribute_queries(frame, seed=seed, per_template=per_template)
     rel = relevance(frame, queries)
     text_vectors = encoder.encode_texts([q.text for q in queries])
@@ -196,13 +197,10 @@ def evaluate_quality(loaded: LoadedModel, frame: pd.DataFrame, *, seed: int = 0,
     truth = frame["articleType"].astype(str).to_numpy()
     out["category_accuracy"] = float((predicted == truth).mean())
     out["category_confusion"] = _confusion_counts(truth, predicted)
-    unique_titles = np.unique(np.array(emb.title_keys), return_index=True)[1]
-    title_emb = encoder.encode_texts([str(frame["title"].iat[i]) for i in unique_titles])
     out["recall_per_type"] = recall_per_type(title_emb, emb, frame)
     out["queries"] = [q.text for q in queries]
     if hybrid:
-        ranker = HybridRanker(frame.drop(columns=["image"], errors="ignore"),
-                              Vocabulary.from_products(frame.drop(columns=["image"], errors="ignore")))
+        ranker = HybridRanker(frame.drop(columns=["image"], errors="ignore"))
 
         def rank_hybrid(texts: list[str], vectors: np.ndarray | None = None) -> list[np.ndarray]:
             vectors = encoder.encode_texts(texts) if vectors is None else vectors
@@ -211,14 +209,14 @@ def evaluate_quality(loaded: LoadedModel, frame: pd.DataFrame, *, seed: int = 0,
         hyb = rank_hybrid([q.text for q in queries], text_vectors)
         out["hybrid"] = {"attribute": _attribute_summary(queries, precision_from_rankings(hyb, rel)),
                          "confusion": confusion_rates(rank_hybrid, frame, pairs),
-                         "title_t2i_R@10": _hybrid_title_recall(ranker, title_emb, emb, frame, unique_titles)}
+                         "title_t2i_R@10": _hybrid_title_recall(ranker, title_emb, emb, frame)}
     return out
 
 
-def _hybrid_title_recall(ranker: HybridRanker, title_emb: np.ndarray, emb: Embedded, frame: pd.DataFrame,
-                         first: np.ndarray) -> float:
+def _hybrid_title_recall(ranker: HybridRanker, title_emb: np.ndarray, emb: Embedded, frame: pd.DataFrame) -> float:
     """Title queries under hybrid search: reported only to show they are trivially matched by text."""
     keys = np.array(emb.title_keys)
+    first = np.unique(keys, return_index=True)[1]  # the distinct titles, in `title_emb` order
     hits = []
     for vector, row in zip(title_emb, first, strict=True):
         ranked, _ = ranker.rank(str(frame["title"].iat[row]), emb.image @ vector)

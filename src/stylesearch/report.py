@@ -50,15 +50,9 @@ def _pyplot() -> Any:
 
 def training_curves(history_path: Path) -> bytes:
     """The loss / validation recall / learning-rate plot of a run, from its history.json."""
-    from stylesearch.history import plot_history
+    from stylesearch.history import history_png
 
-    history = json.loads(Path(history_path).read_text())
-    tmp = Path(history_path).parent / ".report-history.png"
-    plot_history(history, tmp)
-    try:
-        return tmp.read_bytes()
-    finally:
-        tmp.unlink(missing_ok=True)
+    return history_png(json.loads(Path(history_path).read_text()))
 
 
 def recall_per_type_figure(per_model: dict[str, dict[str, float]], counts: pd.Series, top: int = 25) -> bytes:

@@ -73,8 +73,10 @@ def every_view(frame: pd.DataFrame, names: Sequence[str] = tuple(VIEWS)) -> list
     Every product has the same number of texts, so a batch's view v is a clean (batch, dim) block.
     """
     out = []
-    for (_, row), distinct in zip(frame.iterrows(), product_views(frame, names), strict=True):
-        out.append(tuple(view_text(row, name) or distinct[0] for name in names))
+    for _, row in frame.iterrows():
+        texts = [view_text(row, name) for name in names]
+        fallback = next((t for t in texts if t), str(row.get("title", "")))  # as `product_views` falls back
+        out.append(tuple(t or fallback for t in texts))
     return out
 
 
