@@ -26,14 +26,15 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from stylesearch.config import PrepareConfig, TrainConfig, to_dict
+from stylesearch.config import PrepareConfig, TrainConfig
 
 FT_TRAIN = 12_800
 # Pinned to the single caption and random batches, whatever TrainConfig's defaults are: the control and base.
 BASE = TrainConfig(base_model="tiny", lr=5e-4, batch_size=64, epochs=1, warmup_steps=50, max_minutes=7.0, seed=0,
                    sampler="random", text_views="full_text")
+# The pixel cache, crop-flip and bf16 are the from-scratch presets' fast path (issue 12); every variant gets them.
 FINE_TUNE = dict(lr=1e-4, batch_size=64, epochs=1, warmup_steps=20, max_minutes=12.0, seed=0, sampler="random",
-                 text_views="full_text")
+                 text_views="full_text", pixel_cache=True, augment="crop-flip", bf16=True)
 VARIANTS = {"control": {}, "confusable": {"sampler": "confusable"}, "mixed": {"sampler": "mixed"},
             "hard": {"sampler": "hard"}, "views": {"text_views": "views"}, "views-sum": {"text_views": "views-sum"}}
 
@@ -60,6 +61,24 @@ def prepare_catalogues(data: str, work: Path) -> tuple[Path, Path]:
                                split_sizes={s: int((keep["split"] == s).sum()) for s in ("train", "val", "test")})
         write_processed(keep, report, PrepareConfig(), ft)
     return full, ft
+
+
+def use_base(checkpoint: Path, work: Path) -> None:
+    """Make `checkpoint` the study's base: runs/base/best links to it, and its config marks the base as trained."""
+    import shutil
+
+    base = work / "runs" / "base"
+    base.mkdir(parents=True, exist_ok=True)
+    link = base / "best"
+    if link.is_symlink() or link.exists():
+        if link.resolve() == checkpoint.resolve():
+            return
+        raise SystemExit(f"{base} already holds another base; use a fresh --work")
+    link.symlink_to(checkpoint.resolve(), target_is_directory=True)
+    shutil.copyfile(checkpoint / "train_config.json", base / "train_config.json")
+    history = checkpoint.parent / "history.json"
+    if history.is_file():
+        shutil.copyfile(history, base / "history.json")
 
 
 def train_all(full: Path, ft: Path, work: Path, seeds: list[int], variants: list[str]) -> dict[str, float]:
@@ -102,7 +121,8 @@ def evaluate_all(full: Path, work: Path, alpha: float, sweep: list[float]) -> di
     rows = alpha_sweep(base, models["control"], test, sweep)
     steps = {name: _steps(work / "runs" / name) for name in ["base", *VARIANTS]}
     out = {"results": results, "sweep": rows, "steps": steps,
-           "configs": {"base": to_dict(BASE), **{n: {**FINE_TUNE, **o} for n, o in VARIANTS.items()}}}
+           "configs": {"base": json.loads((work / "runs" / "base" / "train_config.json").read_text()),
+                       **{n: {**FINE_TUNE, **o} for n, o in VARIANTS.items()}}}
     (work / "results.json").write_text(json.dumps(out, indent=1, default=float))
     report_models = {"base": base, "fine-tuned": models["control"],
                      f"WiSE-FT α={alpha:g}": models[f"WiSE-FT α={alpha:g} (control)"]}
@@ -264,12 +284,16 @@ def main() -> None:
     parser.add_argument("--alpha", type=float, default=0.5)
     parser.add_argument("--sweep", default="0,0.25,0.5,0.75,1")
     parser.add_argument("--seeds", default="0", help="fine-tuning seeds, e.g. 0,1,2")
+    parser.add_argument("--base", type=Path, help="a trained checkpoint to use as the base instead of training the "
+                        "tiny one (e.g. the `small` preset's best/ from benchmarks/train_budget.py)")
     parser.add_argument("--variants", default=",".join(VARIANTS),
                         help="train only these (two processes can split the list between them)")
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     seeds = [int(x) for x in args.seeds.split(",")]
     full, ft = prepare_catalogues(args.data, args.work)
+    if args.base is not None:
+        use_base(args.base, args.work)
     if args.stage in ("all", "train"):
         train_all(full, ft, args.work, seeds, args.variants.split(","))
     if args.stage in ("all", "evaluate"):

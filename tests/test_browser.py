@@ -158,7 +158,7 @@ def test_shopper_searches_filters_and_browses(page, searcher):
     assert page.problems == []  # no CSP violation, no script error, no failed request
 
 
-def test_match_words_switches_text_search_to_hybrid_and_back(page, searcher):
+def test_match_words_is_on_by_default_and_switches_text_search_to_clip_and_back(page, searcher):
     from stylesearch.hybrid import search as search_in_mode
 
     query = "women red dress"
@@ -166,24 +166,26 @@ def test_match_words_switches_text_search_to_hybrid_and_back(page, searcher):
     hybrid = [h.id for h in search_in_mode(searcher, query, k=24, mode="hybrid")]
     assert clip != hybrid  # else the page could not show which one it asked for
 
-    page.get_by_test_id("search-input").fill(query)
-    page.get_by_test_id("search-input").press("Enter")
-    wait_for_results(page, f"Results for “{query}”")
-    assert card_ids(page) == clip
+    assert page.get_by_test_id("match-words").is_checked()  # hybrid is the default, as in the API and CLI
     with page.expect_request(lambda r: "/api/search?" in r.url and "mode=hybrid" in r.url):
-        page.get_by_test_id("match-words").check()
-    page.wait_for_function("() => !document.body.classList.contains('busy')")
-    sync_api.expect(page.locator("[data-testid=result-card]").first).to_have_attribute("data-id", hybrid[0])
+        page.get_by_test_id("search-input").fill(query)
+        page.get_by_test_id("search-input").press("Enter")
+    wait_for_results(page, f"Results for “{query}”")
     assert card_ids(page) == hybrid
-    assert "mode=hybrid" in page.url
+    with page.expect_request(lambda r: "/api/search?" in r.url and "mode=clip" in r.url):
+        page.get_by_test_id("match-words").uncheck()
+    page.wait_for_function("() => !document.body.classList.contains('busy')")
+    sync_api.expect(page.locator("[data-testid=result-card]").first).to_have_attribute("data-id", clip[0])
+    assert card_ids(page) == clip
+    assert "mode=clip" in page.url
 
     page.reload()  # the choice lives in the address, so a shared link keeps it
     wait_for_results(page, f"Results for “{query}”")
-    assert page.get_by_test_id("match-words").is_checked() and card_ids(page) == hybrid
-    page.get_by_test_id("match-words").uncheck()
-    sync_api.expect(page.locator("[data-testid=result-card]").first).to_have_attribute("data-id", clip[0])
+    assert not page.get_by_test_id("match-words").is_checked() and card_ids(page) == clip
+    page.get_by_test_id("match-words").check()
+    sync_api.expect(page.locator("[data-testid=result-card]").first).to_have_attribute("data-id", hybrid[0])
     page.wait_for_function("() => !document.body.classList.contains('busy')")
-    assert card_ids(page) == clip and "mode=hybrid" not in page.url
+    assert card_ids(page) == hybrid and "mode=clip" not in page.url
     assert page.problems == []
 
 

@@ -45,5 +45,7 @@ def test_demo_runs_end_to_end_offline(tmp_path):
     result = runner.invoke(app, ["demo", "--workdir", str(tmp_path / "demo"), "--products", "200", "--epochs", "2"])
     assert result.exit_code == 0, result.output
     assert "OFFLINE DEMO" in result.output and '"red dress"' in result.output
+    # Each example search says how many of its top 3 have the type and colour asked for.
+    assert result.output.count('"  P@3 ') == 5 and "mean P@3 over the 5 example searches" in result.output
     for stage in ("catalog/manifest.json", "train/best/model.safetensors", "eval/eval.json", "index/manifest.json"):
         assert (tmp_path / "demo" / stage).is_file(), stage

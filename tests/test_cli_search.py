@@ -39,7 +39,7 @@ def test_search_prints_a_table_of_hits(index_dir: Path, searcher: Searcher):
     assert result.exit_code == 0, result.output
     for header in ("rank", "id", "title", "colour", "type", "gender", "score"):
         assert header in result.output
-    hits = searcher.search("black watch", k=5)
+    hits = default_mode_hits(searcher, "black watch", k=5)
     lines = [line for line in result.output.splitlines() if any(f" {h.id} " in line for h in hits)]
     assert len(lines) == 5
     for hit, line in zip(hits, lines, strict=True):
@@ -52,7 +52,7 @@ def test_search_json_is_machine_readable(index_dir: Path, searcher: Searcher):
     assert result.exit_code == 0, result.output
     data = json.loads(result.output)
     assert data["query"] == "red shirt" and data["k"] == 3 and data["filters"] == {"gender": "Men"}
-    assert data["hits"] == [h.to_dict() for h in searcher.search("red shirt", k=3, filters={"gender": "Men"})]
+    assert data["hits"] == [h.to_dict() for h in default_mode_hits(searcher, "red shirt", 3, {"gender": "Men"})]
     assert all(h["attributes"]["gender"] == "Men" for h in data["hits"])
 
 
@@ -99,11 +99,35 @@ def test_interactive_prompt_takes_commands_and_queries(index_dir: Path, searcher
     script = ":k 2\n:filter gender=Men\nred shirt\n:filter nope=1\n:clear\n:k x\nblue\n:quit\n"
     result = search("--index", str(index_dir), input=script)
     assert result.exit_code == 0, result.output
-    men = searcher.search("red shirt", k=2, filters={"gender": "Men"})
+    men = default_mode_hits(searcher, "red shirt", 2, {"gender": "Men"})
     assert all(h.id in result.output for h in men)
     assert "filters: gender=Men" in result.output and "unknown filter column 'nope'" in result.output
     assert "filters cleared" in result.output and ":k takes a whole number" in " ".join(result.output.split())
-    assert all(h.id in result.output for h in searcher.search("blue", k=2))
+    assert all(h.id in result.output for h in default_mode_hits(searcher, "blue", k=2))
+
+
+def default_mode_hits(searcher: Searcher, query: str, k: int, filters: dict | None = None) -> list:
+    from stylesearch.hybrid import DEFAULT_MODE
+    from stylesearch.hybrid import search as search_in_mode
+
+    return search_in_mode(searcher, query, k, filters, mode=DEFAULT_MODE)
+
+
+def test_text_search_defaults_to_hybrid_and_mode_clip_is_clip_alone(index_dir: Path, searcher: Searcher):
+    from stylesearch.hybrid import search as search_in_mode
+
+    query = "black watch"
+    clip = [h.id for h in searcher.search(query, k=5)]
+    hybrid = [h.id for h in search_in_mode(searcher, query, k=5, mode="hybrid")]
+    assert clip != hybrid  # else this test could not tell the modes apart
+    by_default = json.loads(search(query, "--index", str(index_dir), "-k", "5", "--json").output)
+    as_clip = json.loads(search(query, "--index", str(index_dir), "-k", "5", "--json", "--mode", "clip").output)
+    assert [h["id"] for h in by_default["hits"]] == hybrid
+    assert [h["id"] for h in as_clip["hits"]] == clip
+    some_id = clip[0]
+    like = search("--index", str(index_dir), "--like", some_id, "-k", "3", "--json")  # no mode given: CLIP
+    assert like.exit_code == 0 and [h["id"] for h in json.loads(like.output)["hits"]] == [
+        h.id for h in searcher.similar(some_id, 3)]
 
 
 def test_interactive_prompt_searches_in_the_mode_asked_for(index_dir: Path, searcher: Searcher):

@@ -26,11 +26,11 @@ import pytest
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 
-from stylesearch import cli_pipeline, cli_search
+from stylesearch import cli_search
 from stylesearch.catalog import read_catalog
 from stylesearch.checkpoint import load_training_state
 from stylesearch.cli import app
-from stylesearch.config import IndexConfig, PrepareConfig, TrainConfig
+from stylesearch.config import IndexConfig, PrepareConfig
 from stylesearch.files import sha256_dir
 from stylesearch.index import EmbeddingIndex
 from stylesearch.model import ClipEncoder, load_model, tiny_model
@@ -42,7 +42,7 @@ runner = CliRunner()
 SAVE_EVERY = 3  # `last` at step 3, at the end of epoch 1 (step 5 or more), at step 6, ...
 CHUNK = 16  # vectors per resumable index chunk: 100 products make 7 chunks
 TRAIN_ARGS = ["--model", "tiny", "--lr", "1e-3", "--batch-size", "16", "--epochs", "2", "--warmup-steps", "3",
-              "--patience", "5", "--seed", "0"]
+              "--patience", "5", "--seed", "0", "--save-every-steps", str(SAVE_EVERY)]
 STARTUP_S = 240  # a fresh interpreter imports torch + transformers; the 2-core CI box is slow and shared
 
 # Runs in the child: install the kill hook named by CRASH_AT, then run the real CLI.
@@ -64,11 +64,8 @@ def nth(n, fn):
     return wrapped
 
 import stylesearch.cli
-from stylesearch import cli_pipeline, cli_search, config, embedding, files, train
+from stylesearch import cli_search, config, embedding, files, train
 
-if os.environ.get("CRASH_SAVE_EVERY"):
-    cli_pipeline.TrainConfig = functools.partial(config.TrainConfig,
-                                                 save_every_steps=int(os.environ["CRASH_SAVE_EVERY"]))
 if os.environ.get("CRASH_CHUNK"):
     cli_search.IndexConfig = functools.partial(config.IndexConfig, chunk_size=int(os.environ["CRASH_CHUNK"]))
 kind, _, n = os.environ.get("CRASH_AT", "").partition(":")
@@ -103,8 +100,7 @@ stylesearch.cli.app()
 
 def launch(args: list[str], logs: Path, **env: str) -> subprocess.Popen:
     logs.mkdir(parents=True, exist_ok=True)
-    child_env = {**os.environ, "HF_HUB_OFFLINE": "1", "TQDM_DISABLE": "1", "CRASH_SAVE_EVERY": str(SAVE_EVERY),
-                 "CRASH_CHUNK": str(CHUNK), **env}
+    child_env = {**os.environ, "HF_HUB_OFFLINE": "1", "TQDM_DISABLE": "1", "CRASH_CHUNK": str(CHUNK), **env}
     with open(logs / "stdout", "w") as out, open(logs / "stderr", "w") as err:  # the child keeps its own copies
         return subprocess.Popen([sys.executable, "-c", BOOT, *args], env=child_env, stdout=out, stderr=err)
 
@@ -167,9 +163,7 @@ def assert_same_training(run: Path, reference: Path) -> None:
 
 
 def resume(run: Path, catalog: Path) -> None:
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(cli_pipeline, "TrainConfig", functools.partial(TrainConfig, save_every_steps=SAVE_EVERY))
-        cli("train", "--catalog", str(catalog), "--out", str(run), *TRAIN_ARGS, "--resume")
+    cli("train", "--catalog", str(catalog), "--out", str(run), *TRAIN_ARGS, "--resume")
 
 
 def index_files(path: Path) -> str:
@@ -210,9 +204,7 @@ def bigger_catalog(work: Path) -> Path:
 def reference_run(work: Path, catalog: Path) -> Path:
     """The uninterrupted run every resumed one must match."""
     out = work / "reference"
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(cli_pipeline, "TrainConfig", functools.partial(TrainConfig, save_every_steps=SAVE_EVERY))
-        cli("train", "--catalog", str(catalog), "--out", str(out), *TRAIN_ARGS)
+    cli("train", "--catalog", str(catalog), "--out", str(out), *TRAIN_ARGS)
     epochs = json.loads((out / "history.json").read_text())["epochs"]
     assert len(epochs) == 2 and epochs[0]["step"] >= 5, "enough steps in epoch 1 for the kill points below"
     return out
@@ -311,7 +303,6 @@ def test_ctrl_c_right_after_the_epoch_end_save_does_not_repeat_the_epoch(work, c
         return real(history, out_dir)
 
     monkeypatch.setattr(train_module, "write_history", interrupted_once)
-    monkeypatch.setattr(cli_pipeline, "TrainConfig", functools.partial(TrainConfig, save_every_steps=SAVE_EVERY))
     result = runner.invoke(app, train_args(catalog, run))
     assert result.exit_code == 130
     monkeypatch.undo()

@@ -172,7 +172,7 @@ def test_two_process_training_saves_one_checkpoint_from_rank_0(processed_dir, tm
     assert results[0] == results[1]  # same steps and the same stop on every rank
     assert results[0]["stopped"] == "epochs" and results[0]["epochs"] == 1
     from stylesearch.prepare import load_processed
-    from stylesearch.train import epoch_batches
+    from stylesearch.sampler import epoch_batches
 
     n_train = len(load_processed(processed_dir).split("train"))
     assert results[0]["steps"] == len(epoch_batches(n_train, SHORT.batch_size, SHORT.seed, 0, WORLD)) > 0

@@ -230,3 +230,24 @@ def test_cli_search_takes_a_mode(processed_dir, tmp_path):
     assert len(__import__("json").loads(hybrid.output)["hits"]) == 3
     wrong = runner.invoke(app, [*args, "--mode", "fuzzy"])
     assert wrong.exit_code == 2 and "mode" in wrong.output
+
+
+def test_a_query_is_also_read_in_the_catalogue_s_own_words():
+    import pandas as pd
+
+    from stylesearch.hybrid import Vocabulary, blend_catalogue_wording, catalogue_wording
+
+    products = pd.DataFrame({"articleType": ["Caps", "Dresses", "Tshirts"], "baseColour": ["Yellow", "Red", "Blue"]})
+    vocabulary = Vocabulary.from_products(products)
+    assert catalogue_wording(vocabulary.parse("yellow cap")) == "Yellow Caps"
+    assert catalogue_wording(vocabulary.parse("blue striped tshirt")) == "Blue Tshirts striped"
+    assert catalogue_wording(vocabulary.parse("Yellow Caps")) is None  # already the catalogue's words
+    assert catalogue_wording(vocabulary.parse("something else")) is None
+
+    def encode(texts):  # a fake text tower: one axis per wording
+        return np.array([[1.0, 0.0] if t == "Yellow Caps" else [0.0, 1.0] for t in texts], np.float32)
+
+    vectors = blend_catalogue_wording(encode(["yellow cap", "Yellow Caps"]), ["yellow cap", "Yellow Caps"],
+                                      vocabulary, encode)
+    assert np.allclose(vectors[0], [2 ** -0.5, 2 ** -0.5])  # the typed and the catalogue wording, averaged
+    assert np.allclose(vectors[1], [1.0, 0.0])  # unchanged

@@ -12,12 +12,12 @@ from fakes import interrupt_training_at, same_weights
 from stylesearch.sampler import (
     batch_confusability,
     confusable_batches,
+    epoch_batches,
     hard_batches,
     mine_neighbours,
     mixed_batches,
     plan_batches,
 )
-from stylesearch.train import epoch_batches
 
 
 @pytest.fixture()

@@ -632,3 +632,16 @@ def test_hybrid_mode_is_accepted_and_bad_modes_are_4xx(client):
     assert ok.status_code == 200 and len(ok.json()["hits"]) == 3
     bad = client.get("/api/search", params={"q": "red shirt", "mode": "magic"})
     assert bad.status_code == 422
+
+
+def test_text_search_defaults_to_hybrid_and_mode_clip_is_clip_alone(client, searcher):
+    from stylesearch.hybrid import hybrid_for
+
+    hybrid_for(searcher)  # wait for the background build, so the default answers in hybrid mode
+    query = "red shirt"
+    ids = {mode: [h["id"] for h in client.get("/api/search", params={"q": query, "k": 10, "mode": mode})
+                  .json()["hits"]] for mode in ("hybrid", "clip")}
+    assert ids["hybrid"] != ids["clip"]  # else this test could not tell the modes apart
+    default = client.get("/api/search", params={"q": query, "k": 10}).json()
+    assert [h["id"] for h in default["hits"]] == ids["hybrid"]
+    assert ids["clip"] == [h.id for h in searcher.search(query, k=10)]

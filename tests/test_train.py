@@ -6,7 +6,8 @@ import torch
 from fakes import interrupt_training_at, same_weights
 from stylesearch.config import TrainConfig
 from stylesearch.prepare import load_processed
-from stylesearch.train import epoch_batches, train, val_loss, validation_recall
+from stylesearch.sampler import epoch_batches
+from stylesearch.train import train, val_loss, validation_recall
 
 FAST = TrainConfig(base_model="tiny", lr=1e-3, weight_decay=0.1, batch_size=16, epochs=2, warmup_steps=3,
                    patience=5, save_every_steps=4)
@@ -83,3 +84,49 @@ def test_resume_with_settings_that_change_the_run_is_refused_with_the_flags_to_p
         train(catalog, replace(started, epochs=2, hue_jitter=True), tmp_path / "run", resume=True)
     resumed = train(catalog, replace(started, epochs=2), tmp_path / "run", resume=True)  # more epochs: fine
     assert resumed.epochs_done == 2
+
+
+class FakeClock:
+    """Advances `tick` seconds each time it is read: a run's duration is a function of its step count."""
+
+    def __init__(self, tick: float):
+        self.now, self.tick = 0.0, tick
+
+    def __call__(self) -> float:
+        self.now += self.tick
+        return self.now
+
+
+def test_a_time_budget_anneals_the_learning_rate_to_zero_by_the_end(processed_dir, tmp_path):
+    from dataclasses import replace
+
+    # 100 epochs would put the whole run in the first percent of an epoch-long schedule; the budget decides.
+    cfg = replace(FAST, epochs=100, patience=100, max_minutes=0.5, warmup_steps=2, save_every_steps=0)
+    result = train(load_processed(processed_dir), cfg, tmp_path / "run", clock=FakeClock(0.5))
+    assert result.stopped == "time budget"
+    lrs = [s["lr"] for s in result.history["steps"]]
+    assert max(lrs) == pytest.approx(cfg.lr)
+    assert lrs[-1] < 0.02 * cfg.lr  # ended annealed
+    after_warmup = lrs[cfg.warmup_steps:]
+    assert all(b <= a + 1e-12 for a, b in zip(after_warmup, after_warmup[1:], strict=False))
+    # The final evaluation ran after the last step, and `best` is chosen with it.
+    final = result.history["epochs"][-1]
+    assert final["step"] == result.steps
+    assert result.best_metric == max(e["R@10"] for e in result.history["epochs"])
+
+
+def test_a_resumed_budget_run_continues_the_schedule(processed_dir, tmp_path, monkeypatch):
+    from dataclasses import replace
+
+    cfg = replace(FAST, epochs=100, patience=100, max_minutes=0.5, warmup_steps=2, save_every_steps=1)
+    catalog = load_processed(processed_dir)
+    full = train(catalog, cfg, tmp_path / "full", clock=FakeClock(0.5))
+    interrupt_training_at(monkeypatch, 5)
+    train(catalog, cfg, tmp_path / "cut", clock=FakeClock(0.5))
+    monkeypatch.undo()
+    resumed = train(catalog, cfg, tmp_path / "cut", resume=True, clock=FakeClock(0.5))
+    state = torch.load(tmp_path / "cut" / "last" / "training_state.pt", weights_only=True)
+    assert state["elapsed"] > 0
+    # Elapsed time is carried over: the resumed run does not get a fresh budget.
+    assert resumed.steps <= full.steps + 2
+    assert resumed.history["steps"][-1]["lr"] < 0.05 * cfg.lr

@@ -37,8 +37,9 @@ from PIL import Image
 
 from stylesearch.errors import StylesearchError
 from stylesearch.files import atomic_dir, atomic_path, atomic_write_text, checkpoint_hash, sha256_file
-from stylesearch.model import TINY, ClipEncoder, Encoder, FloatArray, LoadedModel, _features
+from stylesearch.model import ClipEncoder, Encoder, FloatArray, LoadedModel, _features
 from stylesearch.preprocess import DEFAULT_BATCH_SIZE, DEFAULT_WORKERS, ClipPreprocess, embed_image_bytes
+from stylesearch.presets import is_preset
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +84,7 @@ def cache_root() -> Path:
 def onnx_dir(loaded: LoadedModel, fingerprint: str | None = None) -> Path:
     """`<model dir>/onnx` for a local checkpoint; a per-fingerprint folder in the user cache otherwise."""
     path = Path(loaded.name)
-    if loaded.name != TINY and path.is_dir() and (path / "config.json").is_file():
+    if not is_preset(loaded.name) and path.is_dir() and (path / "config.json").is_file():
         return path / "onnx"
     return cache_root() / (fingerprint or loaded.fingerprint)
 

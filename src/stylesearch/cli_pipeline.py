@@ -59,35 +59,56 @@ def prepare(
 def train(
     catalog: Path = typer.Option(Path("runs/catalog"), "--catalog", "-c", help="Processed catalogue directory."),
     out: Path = typer.Option(Path("runs/train"), "--out", "-o", help="Directory for best/, last/ and history."),
-    model: str = typer.Option(DEFAULT_MODEL, "--model", "-m", help="Base checkpoint: Hub name, directory or 'tiny'."),
-    lr: float = typer.Option(TrainConfig.lr),
-    batch_size: int = typer.Option(TrainConfig.batch_size),
-    epochs: int = typer.Option(TrainConfig.epochs),
-    warmup_steps: int = typer.Option(TrainConfig.warmup_steps),
-    patience: int = typer.Option(TrainConfig.patience),
-    max_minutes: float = typer.Option(None, help="Wall-clock budget besides the epoch count."),
-    freeze_vision_layers: int = typer.Option(0),
-    freeze_text_layers: int = typer.Option(0),
-    grad_clip: float = typer.Option(TrainConfig.grad_clip),
-    hue_jitter: bool = typer.Option(False, help="Off by default: captions name colours."),
-    num_workers: int = typer.Option(0, help="Image decoding worker processes."),
-    seed: int = typer.Option(0),
-    sampler: str = typer.Option(TrainConfig.sampler, help="Batches: random | confusable (look-alikes together) | "
+    model: str = typer.Option(DEFAULT_MODEL, "--model", "-m",
+                              help="Base checkpoint (Hub name or directory) to fine-tune, or a random-init preset "
+                                   "to train from scratch: 'small' (best for a CPU budget) or 'tiny' (tests, demo). "
+                                   "A preset brings its own recipe; the flags below override it."),
+    lr: float = typer.Option(None, help=f"Peak learning rate (default: fine-tune {TrainConfig.lr:g}; presets: "
+                             "their own)."),
+    batch_size: int = typer.Option(None, help=f"(default: fine-tune {TrainConfig.batch_size}; presets: their own)"),
+    epochs: int = typer.Option(None, help=f"(default: fine-tune {TrainConfig.epochs})"),
+    warmup_steps: int = typer.Option(None, help=f"(default: fine-tune {TrainConfig.warmup_steps})"),
+    patience: int = typer.Option(None, help=f"Epochs without a better val R@10 before stopping "
+                                 f"(default: fine-tune {TrainConfig.patience})."),
+    max_minutes: float = typer.Option(None, help="Wall-clock budget besides the epoch count; the learning rate "
+                                      "anneals to zero over it (default: none to fine-tune, 25 for small)."),
+    weight_decay: float = typer.Option(None, help=f"(default: fine-tune {TrainConfig.weight_decay:g})"),
+    freeze_vision_layers: int = typer.Option(None),
+    freeze_text_layers: int = typer.Option(None),
+    grad_clip: float = typer.Option(None, help=f"(default: {TrainConfig.grad_clip:g})"),
+    hue_jitter: bool = typer.Option(None, "--hue-jitter/--no-hue-jitter", help="Off by default: captions name "
+                                    "colours."),
+    augment: str = typer.Option(None, help="crop-flip-rotate | crop-flip | flip | none "
+                                f"(default: fine-tune {TrainConfig.augment}; presets: crop-flip)"),
+    pixel_cache: bool = typer.Option(None, "--pixel-cache/--no-pixel-cache",
+                                     help="Decode every image once into a uint8 cache beside the catalogue "
+                                          "(default: on for presets, off to fine-tune)."),
+    bf16: bool = typer.Option(None, "--bf16/--no-bf16", help="bfloat16 autocast on the CPU (default: on for small)."),
+    threads: int = typer.Option(None, help="torch threads (default: torch's default, OMP_NUM_THREADS)."),
+    num_workers: int = typer.Option(None, help="Image decoding worker processes."),
+    seed: int = typer.Option(None, help="(default: 0)"),
+    sampler: str = typer.Option(None, help="Batches: random | confusable (look-alikes together) | "
                                 "mixed (half confusable, half random) | hard (nearest neighbours mined each "
-                                "epoch). See docs/quality.md."),
-    text_views: str = typer.Option(TrainConfig.text_views, help="Caption: full_text | views (title, colour + type, "
+                                f"epoch) (default: {TrainConfig.sampler}). See docs/quality.md."),
+    text_views: str = typer.Option(None, help="Caption: full_text | views (title, colour + type, "
                                    "gender + usage, ... one drawn per step) | views-sum (every view each step, "
-                                   "losses averaged) | one view name. See docs/quality.md."),
+                                   f"losses averaged) | one view name (default: {TrainConfig.text_views}). "
+                                   "See docs/quality.md."),
+    save_every_steps: int = typer.Option(None, help=f"Save a resumable last/ every N steps (default: "
+                                         f"{TrainConfig.save_every_steps}; 0 = at epoch ends only)."),
     resume: bool = typer.Option(False, help="Continue from OUT/last."),
 ) -> None:
-    """Fine-tune CLIP with a symmetric InfoNCE loss; keeps best/ and last/ checkpoints."""
+    """Fine-tune CLIP (or train a preset from scratch) with a contrastive loss; keeps best/ and last/."""
     from stylesearch.prepare import load_processed
+    from stylesearch.presets import train_config
     from stylesearch.train import train as run_train
 
-    cfg = TrainConfig(base_model=model, lr=lr, batch_size=batch_size, epochs=epochs, warmup_steps=warmup_steps,
-                      patience=patience, max_minutes=max_minutes, freeze_vision_layers=freeze_vision_layers,
-                      freeze_text_layers=freeze_text_layers, grad_clip=grad_clip, hue_jitter=hue_jitter,
-                      num_workers=num_workers, seed=seed, sampler=sampler, text_views=text_views)
+    cfg = train_config(model, lr=lr, batch_size=batch_size, epochs=epochs, warmup_steps=warmup_steps,
+                       patience=patience, max_minutes=max_minutes, weight_decay=weight_decay,
+                       freeze_vision_layers=freeze_vision_layers, freeze_text_layers=freeze_text_layers,
+                       grad_clip=grad_clip, hue_jitter=hue_jitter, augment=augment, pixel_cache=pixel_cache,
+                       bf16=bf16, threads=threads, num_workers=num_workers, seed=seed, sampler=sampler,
+                       text_views=text_views, save_every_steps=save_every_steps)
     result = run_train(load_processed(catalog), cfg, out, resume=resume)
     if os.environ.get("RANK", "0") != "0":  # under torchrun, rank 0 alone reports
         return
@@ -140,9 +161,11 @@ def demo(
     model: str = typer.Option(None, "--model", help="A real base model instead of the tiny preset."),
     workdir: Path = typer.Option(Path("runs/demo"), "--workdir", help="Where every stage writes."),
     products: int = typer.Option(800, help="Size of the drawn catalogue."),
-    epochs: int = typer.Option(8),
+    epochs: int = typer.Option(8, help="Epochs on the drawn catalogue."),
+    minutes: float = typer.Option(None, help="Training budget; with --data and no --model the 'small' preset "
+                                  "trains for 25 minutes unless told otherwise."),
 ) -> None:
     """Run the whole pipeline end to end (offline on embedded defaults) and show example searches."""
     from stylesearch.demo import run_demo
 
-    run_demo(workdir, data=data, model=model, products=products, epochs=epochs, console=console)
+    run_demo(workdir, data=data, model=model, products=products, epochs=epochs, minutes=minutes, console=console)

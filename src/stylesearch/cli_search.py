@@ -13,7 +13,7 @@ from rich.table import Table
 from stylesearch.cli import app, console, err_console, friendly, print_json
 from stylesearch.config import IndexConfig
 from stylesearch.errors import QueryError, StylesearchError
-from stylesearch.hybrid import check_mode
+from stylesearch.hybrid import DEFAULT_MODE, check_mode
 from stylesearch.hybrid import search as search_in_mode
 from stylesearch.index import KINDS, build_index, with_kind
 from stylesearch.search import Hit, Searcher, parse_filters
@@ -69,8 +69,9 @@ def search_command(
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
     model: str | None = typer.Option(None, "--model", "-m", help="Defaults to the model named in the index."),
     offset: int = typer.Option(0, "--offset", min=0, help="Skip this many results (paging)."),
-    mode: str = typer.Option("clip", "--mode", help="clip | hybrid (CLIP fused with BM25 and query attributes; "
-                             "text queries only). See docs/quality.md."),
+    mode: str | None = typer.Option(None, "--mode", help="hybrid (CLIP fused with BM25 and query attributes) | "
+                                    f"clip (CLIP alone) [text queries: {DEFAULT_MODE}; --image and --like: clip]. "
+                                    "See docs/quality.md."),
     backend: str = typer.Option("torch", "--backend", help="Model runtime: torch | onnx | onnx-int8 "
                                 "(ONNX Runtime, exported once and cached beside the checkpoint; docs/performance.md)."),
 ) -> None:
@@ -80,11 +81,11 @@ def search_command(
         raise QueryError("give one of: a query, --image or --like")
     if mode == "hybrid" and (image is not None or like is not None):
         raise QueryError("--mode hybrid matches words, so it applies to text queries, not --image or --like")
+    given, mode = mode, check_mode(mode or DEFAULT_MODE)
     wanted = parse_filters(filters)
-    check_mode(mode)
     searcher = Searcher.from_index(index, model=model, backend=backend)
     if not chosen:
-        _interactive(searcher, k, wanted, mode)
+        _interactive(searcher, k, wanted, mode, chosen_mode=given is not None)
         return
     if image is not None:
         hits = searcher.search_image(image, k, wanted, offset)
@@ -151,12 +152,14 @@ def _reader() -> Callable[[str], str]:
     return input
 
 
-def _interactive(searcher: Searcher, k: int, filters: dict[str, Any], mode: str = "clip") -> None:
+def _interactive(searcher: Searcher, k: int, filters: dict[str, Any], mode: str = DEFAULT_MODE,
+                 chosen_mode: bool = False) -> None:
+    """The prompt; `chosen_mode`: the user asked for `mode` (a flag or :mode), not just the default."""
     read = _reader()
     console.print(f"searching {len(searcher)} products; {HELP_INTERACTIVE}", highlight=False)
     while True:
         try:
-            state = ", ".join([str(k), *([mode] if mode != "clip" else []), *([_describe(filters)] if filters else [])])
+            state = ", ".join([str(k), mode, *([_describe(filters)] if filters else [])])
             line = read(f"search ({state})> ").strip()
         except EOFError:
             return
@@ -182,12 +185,13 @@ def _interactive(searcher: Searcher, k: int, filters: dict[str, Any], mode: str 
                               highlight=False)
             elif command == ":mode":
                 mode = check_mode(rest) if rest else mode
+                chosen_mode = chosen_mode or bool(rest)
                 console.print(f"mode: {mode}", highlight=False)
             elif command == ":clear":
                 filters = {}
                 console.print("filters cleared", highlight=False)
             elif command in (":like", ":image"):
-                if mode != "clip":
+                if chosen_mode and mode != "clip":  # said once the user picked a word mode, not for the default
                     console.print(f"(mode {mode} applies to text queries; {command} searches by CLIP)", highlight=False)
                 find = searcher.similar if command == ":like" else searcher.search_image
                 hits = find(rest, k, filters)

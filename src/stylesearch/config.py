@@ -47,7 +47,10 @@ class PrepareConfig:
 
 @dataclass(frozen=True)
 class TinyPreset:
-    """A random-init CLIP small enough for tests and the offline demo (seconds per epoch on a CPU)."""
+    """The shape of a random-init CLIP preset; the defaults are `tiny`, for tests and the offline demo.
+
+    `stylesearch.presets` names every shape with the training recipe that suits it.
+    """
 
     hidden: int = 64
     layers: int = 2
@@ -56,6 +59,12 @@ class TinyPreset:
     image_size: int = 64  # the shared photos are 60x80; 64 keeps their detail at tiny cost
     patch_size: int = 8
     max_text_tokens: int = 77  # same context as real CLIP so truncation behaves the same
+    mlp_ratio: int = 4  # the transformer MLP width as a multiple of `hidden`, as in CLIP
+    # Resize the whole photo to a square instead of CLIP's shortest-edge resize + centre crop, which cuts
+    # the top and bottom quarter of a 60x80 product shot (collars, hems, shoe soles). `small` does; `tiny`
+    # keeps the crop its tests and figures were made with. Either way the pixel cache holds what the
+    # processor makes, so training and search see the same framing.
+    squash: bool = False
 
 
 @dataclass(frozen=True)
@@ -82,6 +91,16 @@ class TrainConfig:
     # extra cost; views-sum gains +0.018 but doubles a ViT-B/32 step (docs/quality.md).
     text_views: str = "views"
     val_max_items: int = 2000  # full-gallery recall over more is slow on a CPU and no more telling
+    # Issue 12 options. The defaults suit fine-tuning a pretrained ViT-B/32; the from-scratch presets
+    # (`stylesearch.presets`) set their own, chosen by benchmarks/train_budget.py.
+    # Decode every image once into a memory-mapped uint8 array beside the catalogue and augment tensors:
+    # off by default because at ViT-B/32's 224 px the array costs 150 KB a product on disk.
+    pixel_cache: bool = False
+    # bfloat16 autocast on a CPU with AVX-512 BF16 (or AMX): measured 1.3-1.45x on 128-256 wide towers,
+    # slower on the 64-wide `tiny` (docs/pipeline.md). On a GPU `amp` decides.
+    bf16: bool = False
+    threads: int | None = None  # torch intra-op threads; None keeps torch's default (OMP_NUM_THREADS)
+    augment: str = "crop-flip-rotate"  # crop-flip-rotate (the fine-tune default) | crop-flip | flip | none
 
 
 @dataclass(frozen=True)

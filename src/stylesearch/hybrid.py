@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 import threading
 from collections import Counter, defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -29,6 +29,11 @@ from stylesearch.prepare import _stem
 from stylesearch.search import Filters, Hit, Searcher
 
 MODES = ("clip", "hybrid")
+# What text queries use unless told otherwise (CLI, HTTP API, page). On shopper-style queries built from
+# held-out metadata hybrid finds the asked-for products several times as often as CLIP alone
+# (docs/quality.md, "Default search mode"). Pictures and "more like this" always search by CLIP, and the
+# seed-compatible `search_products` stays pure CLIP.
+DEFAULT_MODE = "hybrid"
 # Columns a query can name; season and subCategory words ("summer", "topwear") are rare but real.
 ATTRIBUTE_COLUMNS = ("gender", "articleType", "baseColour", "usage", "season", "subCategory", "masterCategory")
 # Columns whose synonyms are learnt from titles; usage and season words in titles are too noisy.
@@ -122,6 +127,35 @@ class Vocabulary:
                 parsed.unknown.append(words[i])
                 i += 1
         return parsed
+
+
+def catalogue_wording(parsed: ParsedQuery) -> str | None:
+    """The query in the catalogue's own words ("yellow cap" -> "Yellow Caps"), or None when that is the query.
+
+    The model learnt the catalogue's spelling of its values; a shopper's singular or lower-case word
+    ("cap", "tshirt") can land elsewhere in its text space. Words naming no value are kept as typed.
+    """
+    seen: set[str] = set()
+    words: list[str] = []
+    for match in parsed.matches:
+        if match.how == "value" and match.words not in seen:
+            seen.add(match.words)
+            words.append(match.values[0])
+    text = " ".join(words + parsed.unknown)
+    return text if words and text.lower().split() != parsed.query.lower().split() else None
+
+
+def blend_catalogue_wording(vectors: np.ndarray, queries: Sequence[str], vocabulary: Vocabulary,
+                            encode: Callable[[list[str]], np.ndarray]) -> np.ndarray:
+    """Each query's text vector averaged with its catalogue wording's (`catalogue_wording`), re-normalised."""
+    vectors = np.array(vectors, np.float32, copy=True)
+    wordings = [catalogue_wording(vocabulary.parse(q)) for q in queries]
+    todo = [i for i, w in enumerate(wordings) if w is not None]
+    if todo:
+        extra = encode([wordings[i] for i in todo])
+        mixed = vectors[todo] + extra
+        vectors[todo] = mixed / np.linalg.norm(mixed, axis=1, keepdims=True).clip(1e-12)
+    return vectors
 
 
 def learn_synonyms(products: pd.DataFrame, columns: Sequence[str], known: set[str], min_count: int,
@@ -299,7 +333,9 @@ class HybridSearcher:
             return self.searcher.search(query, k, filters, offset)
         if k < 1 or offset < 0:
             raise QueryError(f"k must be at least 1 and offset at least 0 (got k={k}, offset={offset})")
-        vector = self.searcher.encode_query(query)
+        vector = self.searcher.encode_query(query)  # first: it also checks the query and sets the notice
+        vector = blend_catalogue_wording(vector[None], [query], self.ranker.vocabulary,
+                                         self.searcher.encoder.encode_texts)[0]
         clip = self.searcher.index.matrix() @ vector
         rows = self.searcher.rows_matching(filters)
         ranked, _ = self.ranker.rank(query, clip, attributes=self.attributes, rows=rows, depth=offset + k)

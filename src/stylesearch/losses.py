@@ -37,9 +37,19 @@ def contrastive_loss(
     return (loss_i + loss_t) / 2
 
 
-def lr_at(step: int, *, base_lr: float, warmup: int, total: int, min_ratio: float = 0.0) -> float:
-    """Linear warmup to `base_lr`, then cosine decay to `min_ratio * base_lr` at `total` steps."""
+def lr_at(step: int, *, base_lr: float, warmup: int, total: int, min_ratio: float = 0.0,
+          elapsed: float = 0.0, budget: float | None = None) -> float:
+    """Linear warmup to `base_lr`, then cosine decay to `min_ratio * base_lr`.
+
+    The decay ends at `total` steps or, when a wall-clock `budget` (seconds) is given, when `elapsed`
+    reaches it, whichever comes first: a run cut by its time budget still ends annealed.
+
+    >>> lr_at(50, base_lr=1.0, warmup=0, total=1000, elapsed=30.0, budget=60.0)  # half the budget gone
+    0.5
+    """
     if warmup > 0 and step < warmup:
         return base_lr * (step + 1) / warmup
     progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    if budget:
+        progress = max(progress, min(1.0, elapsed / budget))
     return base_lr * (min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))

@@ -22,6 +22,7 @@ from transformers.utils import logging as hf_logging
 
 from stylesearch.config import DEFAULT_MODEL, TinyPreset
 from stylesearch.errors import ModelUnavailableError
+from stylesearch.presets import PRESETS, is_preset
 from stylesearch.tokenizer import clip_tokenizer
 
 # transformers draws a progress bar for every load and save; ours draw the ones that matter, and
@@ -60,11 +61,11 @@ class LoadedModel:
         return model_fingerprint(self.model)
 
 
-def tiny_model(preset: TinyPreset = TinyPreset(), seed: int = 0) -> LoadedModel:
-    """A random-init small CLIP with the real BPE tokenizer, for tests and the offline demo."""
+def tiny_model(preset: TinyPreset = TinyPreset(), seed: int = 0, name: str = TINY) -> LoadedModel:
+    """A random-init small CLIP of `preset`'s shape with the real BPE tokenizer (`tiny` by default)."""
     text = {
         "hidden_size": preset.hidden,
-        "intermediate_size": preset.hidden * 4,
+        "intermediate_size": preset.hidden * preset.mlp_ratio,
         "num_hidden_layers": preset.layers,
         "num_attention_heads": preset.heads,
         "max_position_embeddings": preset.max_text_tokens,
@@ -75,7 +76,7 @@ def tiny_model(preset: TinyPreset = TinyPreset(), seed: int = 0) -> LoadedModel:
     }
     vision = {
         "hidden_size": preset.hidden,
-        "intermediate_size": preset.hidden * 4,
+        "intermediate_size": preset.hidden * preset.mlp_ratio,
         "num_hidden_layers": preset.layers,
         "num_attention_heads": preset.heads,
         "image_size": preset.image_size,
@@ -84,16 +85,17 @@ def tiny_model(preset: TinyPreset = TinyPreset(), seed: int = 0) -> LoadedModel:
     config = CLIPConfig(text_config=text, vision_config=vision, projection_dim=preset.projection_dim)
     torch.manual_seed(seed)
     model = CLIPModel(config).eval()
-    return LoadedModel(model=model, processor=tiny_processor(preset), name=TINY)
+    return LoadedModel(model=model, processor=tiny_processor(preset), name=name)
 
 
 def tiny_processor(preset: TinyPreset = TinyPreset()) -> CLIPProcessor:
-    image = CLIPImageProcessor(
-        size={"shortest_edge": preset.image_size},
-        crop_size={"height": preset.image_size, "width": preset.image_size},
-        image_mean=list(CLIP_MEAN),
-        image_std=list(CLIP_STD),
-    )
+    square = {"height": preset.image_size, "width": preset.image_size}
+    if preset.squash:  # the whole photo resized to the square (see TinyPreset.squash)
+        image = CLIPImageProcessor(size=square, do_center_crop=False, crop_size=square,
+                                   image_mean=list(CLIP_MEAN), image_std=list(CLIP_STD))
+    else:
+        image = CLIPImageProcessor(size={"shortest_edge": preset.image_size}, crop_size=square,
+                                   image_mean=list(CLIP_MEAN), image_std=list(CLIP_STD))
     return CLIPProcessor(image_processor=image, tokenizer=clip_tokenizer())
 
 
@@ -101,17 +103,18 @@ def vit_b32_random(seed: int = 0) -> LoadedModel:
     """The real ViT-B/32 CLIP architecture with random weights: speed figures need no trained values."""
     torch.manual_seed(seed)
     model = CLIPModel(CLIPConfig()).eval()  # CLIPConfig's defaults are ViT-B/32's sizes
-    return LoadedModel(model=model, processor=tiny_processor(TinyPreset(image_size=224)), name="vit-b-32-random")
+    return LoadedModel(model=model, processor=tiny_processor(TinyPreset(image_size=224, squash=False)),
+                       name="vit-b-32-random")
 
 
 def load_model(name_or_path: str = DEFAULT_MODEL, *, seed: int = 0) -> LoadedModel:
-    """Load a CLIP checkpoint by Hub name or local directory, or `tiny` for the random-init preset.
+    """Load a CLIP checkpoint by Hub name or local directory, or a random-init preset (`tiny`, `small`).
 
     >>> load_model("tiny").model.config.projection_dim
     64
     """
-    if name_or_path == TINY:
-        return tiny_model(seed=seed)
+    if is_preset(name_or_path):
+        return tiny_model(PRESETS[name_or_path].shape, seed=seed, name=name_or_path)
     if name_or_path == "vit-b-32-random":
         return vit_b32_random(seed=seed)
     path = Path(name_or_path)
@@ -145,7 +148,8 @@ def load_model(name_or_path: str = DEFAULT_MODEL, *, seed: int = 0) -> LoadedMod
         raise ModelUnavailableError(
             f"could not load CLIP weights '{name_or_path}': not found in {where} ({_first_line(err)}). "
             "Pass --model with a local directory saved by `stylesearch train` or `save_pretrained` "
-            "(e.g. a copy of openai/clip-vit-base-patch32), or --model tiny for the offline preset."
+            "(e.g. a copy of openai/clip-vit-base-patch32), or a random-init preset to train from scratch "
+            f"offline: --model small (or {', '.join(p for p in PRESETS if p != 'small')})."
         ) from err
     return LoadedModel(model=model.eval(), processor=processor, name=str(name_or_path))
 

@@ -4,32 +4,41 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import pandas as pd
 import torch
 from torch.utils.data import Dataset
 from torchvision.transforms import v2
 
+from stylesearch.errors import StylesearchError
 from stylesearch.images import decode_image
 from stylesearch.model import CLIP_MEAN, CLIP_STD
 
+AUGMENTATIONS = ("crop-flip-rotate", "crop-flip", "flip", "none")
 
-def train_transform(size: int, *, hue_jitter: bool = False) -> v2.Compose:
-    """Augmentations that keep what captions say true.
+
+def train_transform(size: int, *, hue_jitter: bool = False, augment: str = "crop-flip-rotate") -> v2.Compose:
+    """Augmentations that keep what captions say true; they take a PIL image or a uint8 (3, h, w) tensor.
 
     No hue or saturation jitter by default: captions name colours ("navy blue shirt"), and a
-    recoloured image would teach the model that the words are wrong.
+    recoloured image would teach the model that the words are wrong. `augment` trades variety for
+    speed: `crop-flip` (a mild square crop of the cached square, and a mirror) is what the
+    from-scratch presets use.
     """
-    jitter = v2.ColorJitter(brightness=0.2, contrast=0.2, saturation=0.2 if hue_jitter else 0,
-                            hue=0.05 if hue_jitter else 0)
-    return v2.Compose([
-        v2.ToImage(),
-        v2.RandomResizedCrop(size, scale=(0.8, 1.0), ratio=(0.75, 1.333), antialias=True),
-        v2.RandomHorizontalFlip(),
-        v2.RandomRotation(10, fill=255),
-        jitter,
-        v2.ToDtype(torch.float32, scale=True),
-        v2.Normalize(CLIP_MEAN, CLIP_STD),
-    ])
+    if augment not in AUGMENTATIONS:
+        raise StylesearchError(f"unknown augmentation {augment!r}; use one of {', '.join(AUGMENTATIONS)}")
+    steps: list[v2.Transform] = [v2.ToImage()]
+    if augment == "crop-flip-rotate":
+        jitter = v2.ColorJitter(brightness=0.2, contrast=0.2, saturation=0.2 if hue_jitter else 0,
+                                hue=0.05 if hue_jitter else 0)
+        steps += [v2.RandomResizedCrop(size, scale=(0.8, 1.0), ratio=(0.75, 1.333), antialias=True),
+                  v2.RandomHorizontalFlip(), v2.RandomRotation(10, fill=255), jitter]
+    elif augment == "crop-flip":
+        steps += [v2.RandomResizedCrop(size, scale=(0.8, 1.0), ratio=(0.9, 1.1), antialias=True),
+                  v2.RandomHorizontalFlip()]
+    else:
+        steps += [v2.Resize([size, size], antialias=True)] + ([v2.RandomHorizontalFlip()] if augment == "flip" else [])
+    return v2.Compose([*steps, v2.ToDtype(torch.float32, scale=True), v2.Normalize(CLIP_MEAN, CLIP_STD)])
 
 
 def eval_transform(size: int) -> v2.Compose:
@@ -44,10 +53,16 @@ def eval_transform(size: int) -> v2.Compose:
 
 
 class ProductPairs(Dataset):
-    """(pixels, text, group) per product; `group` marks rows sharing a title or image."""
+    """(pixels, text, group) per product; `group` marks rows sharing a title or image.
 
-    def __init__(self, frame: pd.DataFrame, transform: v2.Compose, text_column: str = "full_text"):
-        self.images = frame["image"].tolist()
+    `pixels` (optional, `stylesearch.pixelcache`): the rows' images already decoded as uint8 (n, 3, h, w);
+    the transform then augments tensors and no JPEG is decoded during training.
+    """
+
+    def __init__(self, frame: pd.DataFrame, transform: v2.Compose, text_column: str = "full_text",
+                 pixels: np.ndarray | None = None):
+        self.pixels = pixels
+        self.images = frame["image"].tolist() if pixels is None else []
         self.texts = frame[text_column].astype(str).tolist()
         self.groups = frame["group"].astype(int).tolist() if "group" in frame else list(range(len(frame)))
         self.ids = frame["id"].astype(str).tolist()
@@ -57,7 +72,10 @@ class ProductPairs(Dataset):
         return len(self.texts)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, str, int]:
-        image = decode_image(self.images[i], where=f"id {self.ids[i]}")
+        if self.pixels is not None:
+            image = torch.from_numpy(np.array(self.pixels[i]))  # a copy: the memory map is read-only
+        else:
+            image = decode_image(self.images[i], where=f"id {self.ids[i]}")
         return self.transform(image), self.texts[i], self.groups[i]
 
 

@@ -41,23 +41,29 @@ class ClipPreprocess:
     crop: tuple[int, int] = (224, 224)  # (height, width)
     mean: tuple[float, ...] = CLIP_MEAN
     std: tuple[float, ...] = CLIP_STD
+    squash: bool = False  # resize the whole image to `crop` (no centre crop), as the presets' processor does
 
     @classmethod
     def from_processor(cls, processor: Any) -> ClipPreprocess:
         """The same steps as a `CLIPImageProcessor` (its size, crop, mean and std)."""
         size = dict(processor.size)
         crop = dict(processor.crop_size)
+        mean = tuple(float(m) for m in processor.image_mean)
+        std = tuple(float(s) for s in processor.image_std)
+        if not getattr(processor, "do_center_crop", True) and "height" in size:
+            return cls(shortest_edge=min(size["height"], size["width"]), crop=(int(size["height"]), int(size["width"])),
+                       mean=mean, std=std, squash=True)
         edge = size.get("shortest_edge") or min(size["height"], size["width"])
-        return cls(shortest_edge=int(edge), crop=(int(crop["height"]), int(crop["width"])),
-                   mean=tuple(float(m) for m in processor.image_mean),
-                   std=tuple(float(s) for s in processor.image_std))
+        return cls(shortest_edge=int(edge), crop=(int(crop["height"]), int(crop["width"])), mean=mean, std=std)
 
     @classmethod
     def square(cls, size: int) -> ClipPreprocess:
         return cls(shortest_edge=size, crop=(size, size))
 
     def crop_uint8(self, image: Image.Image) -> torch.Tensor:
-        """Resize and centre-crop one image: (3, height, width) uint8, still in 0..255."""
+        """Resize and centre-crop (or squash) one image: (3, height, width) uint8, still in 0..255."""
+        if self.squash:
+            return self._resize(_to_uint8_chw(image))
         return _centre_crop(self._resize(_to_uint8_chw(image)), self.crop)
 
     def normalise(self, crops: torch.Tensor) -> torch.Tensor:
@@ -89,7 +95,8 @@ class ClipPreprocess:
         # Resizing uint8 keeps torchvision on its fast antialiased path, the one the processor takes.
         cached = self.__dict__.get("_cached_resize")
         if cached is None:
-            cached = v2.Resize(self.shortest_edge, interpolation=v2.InterpolationMode.BICUBIC, antialias=True)
+            size = list(self.crop) if self.squash else self.shortest_edge
+            cached = v2.Resize(size, interpolation=v2.InterpolationMode.BICUBIC, antialias=True)
             object.__setattr__(self, "_cached_resize", cached)  # frozen dataclass: build once, keep
         return cached
 

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from stylesearch.evaluate import Embedded, distinct_titles, embed, title_retrieval
-from stylesearch.hybrid import HybridRanker, tokens
+from stylesearch.hybrid import HybridRanker, blend_catalogue_wording, tokens
 from stylesearch.model import ClipEncoder, LoadedModel
 from stylesearch.prepare import normalise_title
 
@@ -204,6 +204,7 @@ def evaluate_quality(loaded: LoadedModel, frame: pd.DataFrame, *, seed: int = 0,
 
         def rank_hybrid(texts: list[str], vectors: np.ndarray | None = None) -> list[np.ndarray]:
             vectors = encoder.encode_texts(texts) if vectors is None else vectors
+            vectors = blend_catalogue_wording(vectors, texts, ranker.vocabulary, encoder.encode_texts)  # as served
             return [ranker.rank(t, emb.image @ v)[0] for t, v in zip(texts, vectors, strict=True)]
 
         hyb = rank_hybrid([q.text for q in queries], text_vectors)

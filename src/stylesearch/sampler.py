@@ -40,6 +40,14 @@ def chunks(order: Sequence[int], batch_size: int, world: int = 1) -> list[list[i
     return [b for b in batches if len(b) >= max(2, world)]
 
 
+def epoch_batches(n: int, batch_size: int, seed: int, epoch: int, world: int = 1) -> list[list[int]]:
+    """The epoch's shuffled global batches, a pure function of (seed, epoch) so --resume can skip exactly.
+
+    Under torchrun every rank computes the same list and takes its slice of each batch (`shard`).
+    """
+    return chunks(np.random.default_rng([seed, epoch]).permutation(n).tolist(), batch_size, world)
+
+
 def _round_robin(lists: list[list[int]]) -> list[int]:
     out: list[int] = []
     longest = max((len(x) for x in lists), default=0)
@@ -200,8 +208,6 @@ def plan_batches(sampler: str, frame: pd.DataFrame, batch_size: int, seed: int, 
     stand in: every sampler yields the same number of batches for the same table.
     """
     if sampler == "random":
-        from stylesearch.train import epoch_batches
-
         return epoch_batches(len(frame), batch_size, seed, epoch, world)
     if sampler == "confusable" or (sampler == "hard" and loaded is None):
         return confusable_batches(frame, batch_size, seed, epoch, world)

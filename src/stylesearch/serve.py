@@ -32,7 +32,7 @@ from stylesearch.batching import MAX_BATCH, BatchingEncoder
 from stylesearch.config import ServeConfig
 from stylesearch.errors import CatalogError, QueryError, StylesearchError
 from stylesearch.guard import RequestGuard
-from stylesearch.hybrid import hybrid_for
+from stylesearch.hybrid import DEFAULT_MODE, hybrid_for
 from stylesearch.images import decode_image
 from stylesearch.querycache import CachedEncoder
 
@@ -126,8 +126,9 @@ def create_app(searcher: Any, cfg: ServeConfig = ServeConfig(), *,
                           q: str = Query(..., max_length=cfg.max_query_chars, description="what to look for"),
                           k: int = Query(10, ge=1, le=cfg.max_k, description="results per page"),
                           offset: int = Query(0, ge=0, le=MAX_OFFSET, description="results to skip"),
-                          mode: str = Query("clip", pattern="^(clip|hybrid)$",
-                                            description="clip: CLIP similarity; hybrid: fused with BM25 on metadata"),
+                          mode: str = Query(DEFAULT_MODE, pattern="^(clip|hybrid)$",
+                                            description="hybrid: CLIP fused with BM25 and the attributes the query "
+                                                        "names (the default); clip: CLIP similarity alone"),
                           ) -> SearchOut:
         query = q.strip()
         if not query:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 
+import numpy as np
 import pandas as pd
 import torch
 from torchvision.transforms import v2
@@ -103,8 +104,9 @@ def merge_equal_texts(keys: Sequence, groups: Sequence[int]) -> list[int]:
 class ProductViews(ProductPairs):
     """`ProductPairs` whose text is one view drawn per access from torch's (per-batch seeded) RNG."""
 
-    def __init__(self, frame: pd.DataFrame, transform: v2.Compose, views: Sequence[str] = tuple(VIEWS)):
-        super().__init__(frame, transform)
+    def __init__(self, frame: pd.DataFrame, transform: v2.Compose, views: Sequence[str] = tuple(VIEWS),
+                 pixels: np.ndarray | None = None):
+        super().__init__(frame, transform, pixels=pixels)
         _check_views(views)
         self.views = product_views(frame, views)
 
@@ -118,8 +120,9 @@ class ProductViews(ProductPairs):
 class ProductAllViews(ProductPairs):
     """`ProductPairs` whose text is a tuple: every view of the product, in `views` order."""
 
-    def __init__(self, frame: pd.DataFrame, transform: v2.Compose, views: Sequence[str] = tuple(VIEWS)):
-        super().__init__(frame, transform)
+    def __init__(self, frame: pd.DataFrame, transform: v2.Compose, views: Sequence[str] = tuple(VIEWS),
+                 pixels: np.ndarray | None = None):
+        super().__init__(frame, transform, pixels=pixels)
         _check_views(views)
         self.views = every_view(frame, views)
 
@@ -155,15 +158,18 @@ def _check_views(views: Sequence[str]) -> None:
         raise StylesearchError(f"unknown text view(s) {', '.join(unknown)}; known: {', '.join(VIEWS)}")
 
 
-def training_texts(frame: pd.DataFrame, transform: v2.Compose, collate: PairCollator,
-                   mode: str) -> tuple[ProductPairs, PairCollator | ViewCollator]:
-    """The dataset and collator for `TrainConfig.text_views`: one fixed column, one view per step, or all views."""
+def training_texts(frame: pd.DataFrame, transform: v2.Compose, collate: PairCollator, mode: str,
+                   pixels: np.ndarray | None = None) -> tuple[ProductPairs, PairCollator | ViewCollator]:
+    """The dataset and collator for `TrainConfig.text_views`: one fixed column, one view per step, or all views.
+
+    `pixels`: the rows' cached uint8 images (`stylesearch.pixelcache`), or None to decode JPEGs per step.
+    """
     if mode not in MODES:
         raise StylesearchError(f"text views {mode!r}: use one of {', '.join(MODES)}")
     if mode == "full_text":
-        return ProductPairs(frame, transform), collate
+        return ProductPairs(frame, transform, pixels=pixels), collate
     if mode == "views":
-        return ProductViews(frame, transform), ViewCollator(collate)
+        return ProductViews(frame, transform, pixels=pixels), ViewCollator(collate)
     if mode == "views-sum":
-        return ProductAllViews(frame, transform), ViewCollator(collate)
-    return ProductViews(frame, transform, views=(mode,)), ViewCollator(collate)
+        return ProductAllViews(frame, transform, pixels=pixels), ViewCollator(collate)
+    return ProductViews(frame, transform, views=(mode,), pixels=pixels), ViewCollator(collate)

@@ -8,7 +8,7 @@ import random
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,8 +29,11 @@ from stylesearch.history import write_history
 from stylesearch.losses import MAX_LOGIT_SCALE, contrastive_loss, lr_at, same_item_mask
 from stylesearch.model import ClipEncoder, LoadedModel, load_model
 from stylesearch.pairs import PairCollator, ProductPairs, train_transform
+from stylesearch.pixelcache import cached_pixels
 from stylesearch.prepare import ProcessedCatalog
-from stylesearch.sampler import chunks, plan_batches
+from stylesearch.preprocess import ClipPreprocess
+from stylesearch.presets import recipe_warning
+from stylesearch.sampler import plan_batches
 from stylesearch.textviews import merge_equal_texts, training_texts
 
 
@@ -84,14 +87,6 @@ def freeze_layers(loaded: LoadedModel, vision: int, text: int) -> None:
         for layer in tower.encoder.layers[:n]:
             for p in layer.parameters():
                 p.requires_grad = False
-
-
-def epoch_batches(n: int, batch_size: int, seed: int, epoch: int, world: int = 1) -> list[list[int]]:
-    """The epoch's shuffled global batches, a pure function of (seed, epoch) so --resume can skip exactly.
-
-    Under torchrun every rank computes the same list and takes its slice of each batch (`shard`).
-    """
-    return chunks(np.random.default_rng([seed, epoch]).permutation(n).tolist(), batch_size, world)
 
 
 class PairEncoder(torch.nn.Module):
@@ -153,10 +148,15 @@ def val_loss(loaded: LoadedModel, frame: pd.DataFrame, batch_size: int) -> float
 
 
 def train(catalog: ProcessedCatalog, cfg: TrainConfig, out_dir: Path, *, resume: bool = False,
-          loaded: LoadedModel | None = None) -> TrainResult:
-    """Fine-tune `cfg.base_model` on the train split; keep `best` (by val recall@10) and `last`."""
+          loaded: LoadedModel | None = None, clock: Callable[[], float] = time.monotonic) -> TrainResult:
+    """Fine-tune `cfg.base_model` on the train split; keep `best` (by val recall@10) and `last`.
+
+    `clock` (seconds) measures the `max_minutes` budget that the learning-rate schedule anneals over.
+    """
     out_dir = Path(out_dir)
     seed_everything(cfg.seed)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
     where = distributed.setup()  # one process, or this rank of a torchrun job
     device, main, world = where.device, where.is_main, where.world
     state: dict[str, Any] | None = None
@@ -166,6 +166,9 @@ def train(catalog: ProcessedCatalog, cfg: TrainConfig, out_dir: Path, *, resume:
         state = load_training_state(out_dir / "last")
     loaded = loaded or load_model(cfg.base_model, seed=cfg.seed)
     model = loaded.model.to(device)
+    warning = recipe_warning(cfg)
+    if warning and main:
+        tqdm.write(f"warning: {warning}")
     freeze_layers(loaded, cfg.freeze_vision_layers, cfg.freeze_text_layers)
 
     train_frame, val_frame = catalog.split("train"), catalog.split("val")
@@ -173,8 +176,14 @@ def train(catalog: ProcessedCatalog, cfg: TrainConfig, out_dir: Path, *, resume:
         val_frame = val_frame.sample(cfg.val_max_items, random_state=cfg.seed).reset_index(drop=True)
     size = int(model.config.vision_config.image_size)
     collate = PairCollator(loaded.processor.tokenizer, int(model.config.text_config.max_position_embeddings))
-    dataset, collate = training_texts(train_frame, train_transform(size, hue_jitter=cfg.hue_jitter), collate,
-                                      cfg.text_views)
+    pixels = None
+    if cfg.pixel_cache:
+        preprocess = ClipPreprocess.from_processor(loaded.processor.image_processor)
+        pixels = cached_pixels(train_frame["image"].tolist(), train_frame["id"].astype(str).tolist(), preprocess,
+                               catalog_sha256=str(catalog.manifest.get("catalog_sha256", "")),
+                               folders=[catalog.path, out_dir], label="train", progress=main)
+    transform = train_transform(size, hue_jitter=cfg.hue_jitter, augment=cfg.augment)
+    dataset, collate = training_texts(train_frame, transform, collate, cfg.text_views, pixels=pixels)
     steps_per_epoch = len(plan_batches(cfg.sampler, train_frame, cfg.batch_size, cfg.seed, 0, world))
     total_steps = max(1, steps_per_epoch * cfg.epochs)
 
@@ -188,7 +197,9 @@ def train(catalog: ProcessedCatalog, cfg: TrainConfig, out_dir: Path, *, resume:
         pair = torch.nn.parallel.DistributedDataParallel(pair, device_ids=[device.index] if device.index is not None
                                                          else None)
     use_amp = cfg.amp and device.type == "cuda"
+    use_bf16 = cfg.bf16 and device.type == "cpu"
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    budget = cfg.max_minutes * 60 if cfg.max_minutes is not None else None
 
     step, start_epoch, skip, best, bad_epochs = 0, 0, 0, -math.inf, 0
     history: dict[str, list[dict[str, Any]]] = {"steps": [], "epochs": []}
@@ -197,17 +208,18 @@ def train(catalog: ProcessedCatalog, cfg: TrainConfig, out_dir: Path, *, resume:
         step, start_epoch, skip = int(state["step"]), int(state["epoch"]), int(state["batch_in_epoch"])
         best, bad_epochs = float(state["best"]), int(state["bad_epochs"])
         history = json.loads(state["history"])
+    # The budget and the schedule count the time of earlier attempts too: a resumed run continues its curve.
+    started = clock() - (float(state.get("elapsed", 0.0)) if state is not None else 0.0)
 
     def snapshot(epoch: int, batch_in_epoch: int) -> dict[str, Any]:
         return {"optimizer": optimizer.state_dict(), "step": step, "epoch": epoch, "batch_in_epoch": batch_in_epoch,
-                "best": best, "bad_epochs": bad_epochs, "history": json.dumps(history)}
+                "best": best, "bad_epochs": bad_epochs, "history": json.dumps(history), "elapsed": clock() - started}
 
     def save_last(epoch: int, batch_in_epoch: int) -> None:
         if main:  # rank 0 alone writes; every rank holds the same weights
             save_checkpoint(loaded, out_dir / "last", cfg, info={"step": step, "epoch": epoch},
                             state=snapshot(epoch, batch_in_epoch))
 
-    started = time.monotonic()
     stopped = "epochs"
     epoch, pos = start_epoch, skip
     # The last consistent place to resume from: moved only once a step or an epoch's bookkeeping is complete.
@@ -225,12 +237,14 @@ def train(catalog: ProcessedCatalog, cfg: TrainConfig, out_dir: Path, *, resume:
                        leave=False, disable=not main)
             for b, batch in iter_batches(dataset, collate, batches, first, cfg, epoch, where.rank, world):
                 tick = time.monotonic()
-                # 1. schedule
-                lr = lr_at(step, base_lr=cfg.lr, warmup=cfg.warmup_steps, total=total_steps)
+                # 1. schedule: over the epochs, or over the time budget when that ends first
+                lr = lr_at(step, base_lr=cfg.lr, warmup=cfg.warmup_steps, total=total_steps,
+                           elapsed=clock() - started, budget=budget)
                 for group in optimizer.param_groups:
                     group["lr"] = lr
                 # 2. forward: this rank's share of the global batch (all of it in one process)
-                with torch.autocast(device.type, enabled=use_amp):
+                with torch.autocast(device.type, dtype=torch.bfloat16 if use_bf16 else None,
+                                    enabled=use_amp or use_bf16):
                     image, text = pair(batch["pixel_values"].to(device), batch["input_ids"].to(device),
                                        batch["attention_mask"].to(device))
                 # 3. loss over the global batch: rows sharing a title or image are positives, not negatives
@@ -261,7 +275,7 @@ def train(catalog: ProcessedCatalog, cfg: TrainConfig, out_dir: Path, *, resume:
                 if cfg.save_every_steps and step % cfg.save_every_steps == 0:
                     save_last(epoch, pos)
                 # Rank 0's Ctrl-C and rank 0's clock decide for every rank, in one exchange per step.
-                out_of_time = cfg.max_minutes is not None and time.monotonic() - started > cfg.max_minutes * 60
+                out_of_time = budget is not None and clock() - started > budget
                 interrupted, out_of_time = distributed.broadcast((stop.requested, out_of_time))
                 if interrupted:
                     raise KeyboardInterrupt

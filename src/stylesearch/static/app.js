@@ -23,7 +23,7 @@ const COLOURS = {
 const state = {
   mode: "idle",        // idle | text | image | similar
   q: "",
-  hybrid: false,       // "Match words": mode=hybrid for text queries (CLIP + BM25 + query attributes)
+  hybrid: true,        // "Match words" (on by default, as in the API): hybrid for text queries; off = mode=clip
   file: null,          // the File searched with, kept for "load more"
   product: null,       // {id, title} for "more like this"
   filters: new Map(),  // column -> Set of values
@@ -75,7 +75,7 @@ document.addEventListener("DOMContentLoaded", () => {
   });
   setUpDragAndDrop();
 
-  state.hybrid = els["match-words"].checked = new URLSearchParams(location.search).get("mode") === "hybrid";
+  state.hybrid = els["match-words"].checked = new URLSearchParams(location.search).get("mode") !== "clip";
   const initial = new URLSearchParams(location.search).get("q");
   if (initial) { els.q.value = initial; startText(initial); } else { loadFacets(); }
 });
@@ -84,7 +84,7 @@ document.addEventListener("DOMContentLoaded", () => {
 
 function startText(q) {
   Object.assign(state, { mode: "text", q, file: null, product: null });
-  history.replaceState(null, "", "?q=" + encodeURIComponent(q) + (state.hybrid ? "&mode=hybrid" : ""));
+  history.replaceState(null, "", "?q=" + encodeURIComponent(q) + (state.hybrid ? "" : "&mode=clip"));
   refresh();
 }
 
@@ -134,7 +134,7 @@ async function search(fresh) {
   let request;
   if (state.mode === "text") {
     params.set("q", state.q);
-    if (state.hybrid) params.set("mode", "hybrid");
+    params.set("mode", state.hybrid ? "hybrid" : "clip");
     request = fetch("/api/search?" + params);
   } else if (state.mode === "image") {
     const form = new FormData();
