@@ -209,7 +209,9 @@ def train(catalog: ProcessedCatalog, cfg: TrainConfig, out_dir: Path, *, resume:
         best, bad_epochs = float(state["best"]), int(state["bad_epochs"])
         history = json.loads(state["history"])
     # The budget and the schedule count the time of earlier attempts too: a resumed run continues its curve.
-    started = clock() - (float(state.get("elapsed", 0.0)) if state is not None else 0.0)
+    # `elapsed` is rank 0's clock, broadcast every step, so every rank steps with the same learning rate.
+    elapsed = float(state.get("elapsed", 0.0)) if state is not None else 0.0
+    started = clock() - elapsed
 
     def snapshot(epoch: int, batch_in_epoch: int) -> dict[str, Any]:
         return {"optimizer": optimizer.state_dict(), "step": step, "epoch": epoch, "batch_in_epoch": batch_in_epoch,
@@ -235,11 +237,11 @@ def train(catalog: ProcessedCatalog, cfg: TrainConfig, out_dir: Path, *, resume:
             pos = first
             bar = tqdm(total=len(batches), initial=first, desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch",
                        leave=False, disable=not main)
+            tick = time.monotonic()  # samples/s counts decoding and augmenting the batch too, not saving
             for b, batch in iter_batches(dataset, collate, batches, first, cfg, epoch, where.rank, world):
-                tick = time.monotonic()
                 # 1. schedule: over the epochs, or over the time budget when that ends first
-                lr = lr_at(step, base_lr=cfg.lr, warmup=cfg.warmup_steps, total=total_steps,
-                           elapsed=clock() - started, budget=budget)
+                lr = lr_at(step, base_lr=cfg.lr, warmup=cfg.warmup_steps, total=total_steps, elapsed=elapsed,
+                           budget=budget)
                 for group in optimizer.param_groups:
                     group["lr"] = lr
                 # 2. forward: this rank's share of the global batch (all of it in one process)
@@ -275,13 +277,15 @@ def train(catalog: ProcessedCatalog, cfg: TrainConfig, out_dir: Path, *, resume:
                 if cfg.save_every_steps and step % cfg.save_every_steps == 0:
                     save_last(epoch, pos)
                 # Rank 0's Ctrl-C and rank 0's clock decide for every rank, in one exchange per step.
-                out_of_time = budget is not None and clock() - started > budget
-                interrupted, out_of_time = distributed.broadcast((stop.requested, out_of_time))
+                now = clock() - started
+                interrupted, out_of_time, elapsed = distributed.broadcast(
+                    (stop.requested, budget is not None and now > budget, now))
                 if interrupted:
                     raise KeyboardInterrupt
                 if out_of_time:
                     stopped = "time budget"
                     break
+                tick = time.monotonic()
             bar.close()
             # 9. evaluate on validation (rank 0; every rank gets its numbers so all stop together), 10. checkpoint
             metrics = distributed.broadcast(epoch_metrics(loaded, val_frame, cfg.batch_size) if main else None)
