@@ -1,7 +1,7 @@
 """Decode every training image once: a memory-mapped uint8 array beside the processed catalogue.
 
-Decoding a JPEG and resizing it with PIL on every step cost more than the forward pass of a small
-model. The cache holds, for each row of a table, exactly what the model's own preprocessing
+Decoding a JPEG and resizing it with PIL on every step is a large share of a small model's step
+(the cache made `tiny` 1.28x faster; docs/pipeline.md). The cache holds, for each row of a table, exactly what the model's own preprocessing
 (`ClipPreprocess.crop_uint8`, the same steps as its `CLIPImageProcessor`) makes of the image,
 before normalisation; training then augments uint8 tensors. The file name carries a hash of the
 catalogue, the rows and the preprocessing, so a changed catalogue or model size never reads a
