@@ -3,9 +3,10 @@
 Decoding a JPEG and resizing it with PIL on every step is a large share of a small model's step
 (the cache made `tiny` 1.28x faster; docs/pipeline.md). The cache holds, for each row of a table,
 exactly what the model's own preprocessing (`ClipPreprocess.crop_uint8`, the same steps as its
-`CLIPImageProcessor`) makes of the image, before normalisation; training then augments uint8 tensors. The file name carries a hash of the
-catalogue, the rows and the preprocessing, so a changed catalogue or model size never reads a
-stale cache; an older cache of the same split and size is removed when a new one is written.
+`CLIPImageProcessor`) makes of the image, before normalisation; training then augments uint8
+tensors. The file name carries a hash of the catalogue, the rows and the preprocessing, so a changed
+catalogue or model size never reads a stale cache; an older cache of the same split and size is
+removed when a new one is written.
 """
 
 from __future__ import annotations
