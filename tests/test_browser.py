@@ -18,6 +18,7 @@ from PIL import Image
 
 from fakes import FakeEncoder
 from stylesearch.config import ServeConfig
+from stylesearch.hybrid import hybrid_for
 from stylesearch.search import Searcher
 from stylesearch.serve import create_app
 from test_serve import build_tiny_index, running_server
@@ -43,6 +44,7 @@ def searcher(processed_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> S
 @pytest.fixture(scope="module")
 def base_url(searcher: Searcher):
     with running_server(create_app(searcher, ServeConfig())) as port:
+        hybrid_for(searcher)  # the background build races the first request; tests want the steady state
         yield f"http://127.0.0.1:{port}"
 
 

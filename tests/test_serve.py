@@ -27,6 +27,7 @@ from stylesearch.cli_serve import bind, server_config
 from stylesearch.config import IndexConfig, ServeConfig
 from stylesearch.errors import QueryError
 from stylesearch.index import EmbeddingIndex
+from stylesearch.hybrid import hybrid_for
 from stylesearch.search import Searcher
 from stylesearch.serve import BatchingEncoder, create_app, image_type, parse_filters
 from stylesearch.synthetic import COLOURS
@@ -48,7 +49,9 @@ def searcher(processed_dir: Path, tmp_path_factory: pytest.TempPathFactory):
 
 @pytest.fixture(scope="module")
 def client(searcher) -> TestClient:
-    return TestClient(create_app(searcher, ServeConfig()))
+    app = create_app(searcher, ServeConfig())
+    hybrid_for(searcher)  # the background build races the first request; tests want the steady state
+    return TestClient(app)
 
 
 def png(colour=(200, 30, 40), size=(60, 80)) -> bytes:
@@ -620,8 +623,10 @@ def test_long_queries_get_a_truncation_notice(searcher, tiny):
         def encode_images(self, images):
             return self.fake.encode_images(images)
 
+
     long_searcher = Searcher(searcher.index, Words())
     client = TestClient(create_app(long_searcher, ServeConfig()))
+    hybrid_for(long_searcher)  # wait for the background build, or the first answer notes CLIP-only results
     assert client.get("/api/search", params={"q": "red shirt"}).json()["notice"] is None
     body = client.get("/api/search", params={"q": "red " + "t-shirt " * 60}).json()  # ~180 tokens, 484 chars
     assert "77" in body["notice"] and body["hits"][0]["attributes"]["baseColour"] == "Red"
@@ -635,8 +640,6 @@ def test_hybrid_mode_is_accepted_and_bad_modes_are_4xx(client):
 
 
 def test_text_search_defaults_to_hybrid_and_mode_clip_is_clip_alone(client, searcher):
-    from stylesearch.hybrid import hybrid_for
-
     hybrid_for(searcher)  # wait for the background build, so the default answers in hybrid mode
     query = "red shirt"
     ids = {mode: [h["id"] for h in client.get("/api/search", params={"q": query, "k": 10, "mode": mode})
