@@ -28,7 +28,8 @@ def main() -> None:
     from stylesearch.pairs import PairCollator, train_transform
     from stylesearch.prepare import load_processed
     from stylesearch.textviews import training_texts
-    from stylesearch.train import PairEncoder, global_loss
+    from stylesearch.towers import PairEncoder
+    from stylesearch.train import global_loss
 
     frame = load_processed(args.catalog).split("train").head(args.batch_size).reset_index(drop=True)
     loaded = load_model(args.model, seed=0)

@@ -27,9 +27,12 @@ from stylesearch.presets import train_config
 from stylesearch.train import train
 
 VARIANTS = {
-    "before: PIL decode + augment, fp32": {"pixel_cache": False, "augment": "crop-flip-rotate", "bf16": False},
-    "pixel cache, fp32": {"pixel_cache": True, "augment": "crop-flip", "bf16": False},
-    "pixel cache, bf16 autocast": {"pixel_cache": True, "augment": "crop-flip", "bf16": True},
+    "before: PIL decode + augment, fp32": {"pixel_cache": False, "augment": "crop-flip-rotate", "bf16": False,
+                                           "text_buckets": 1},
+    "pixel cache, fp32": {"pixel_cache": True, "augment": "crop-flip", "bf16": False, "text_buckets": 1},
+    "pixel cache, bf16 autocast": {"pixel_cache": True, "augment": "crop-flip", "bf16": True, "text_buckets": 1},
+    "pixel cache, bf16, text length buckets": {"pixel_cache": True, "augment": "crop-flip", "bf16": True,
+                                               "text_buckets": 4},
 }
 
 

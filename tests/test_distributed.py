@@ -16,7 +16,8 @@ from stylesearch import distributed
 from stylesearch.config import TrainConfig
 from stylesearch.model import tiny_model
 from stylesearch.pairs import PairCollator
-from stylesearch.train import PairEncoder, global_loss
+from stylesearch.towers import PairEncoder
+from stylesearch.train import global_loss
 
 WORLD = 2
 # Rows 3 and 4 are the same product and land on different ranks (rank 0 gets rows 0-3, rank 1 rows 4-6):

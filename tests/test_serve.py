@@ -26,8 +26,8 @@ from fakes import FakeEncoder
 from stylesearch.cli_serve import bind, server_config
 from stylesearch.config import IndexConfig, ServeConfig
 from stylesearch.errors import QueryError
-from stylesearch.index import EmbeddingIndex
 from stylesearch.hybrid import hybrid_for
+from stylesearch.index import EmbeddingIndex
 from stylesearch.search import Searcher
 from stylesearch.serve import BatchingEncoder, create_app, image_type, parse_filters
 from stylesearch.synthetic import COLOURS

@@ -100,6 +100,8 @@ class TrainConfig:
     # slower on the 64-wide `tiny` (docs/pipeline.md). On a GPU `amp` decides.
     bf16: bool = False
     threads: int | None = None  # torch intra-op threads; None keeps torch's default (OMP_NUM_THREADS)
+    # The text tower runs on this many length buckets: the same embeddings, a third of the work (towers.py).
+    text_buckets: int = 4
     augment: str = "crop-flip-rotate"  # crop-flip-rotate (the fine-tune default) | crop-flip | flip | none
 
 

@@ -35,6 +35,7 @@ from stylesearch.preprocess import ClipPreprocess
 from stylesearch.presets import recipe_warning
 from stylesearch.sampler import plan_batches
 from stylesearch.textviews import merge_equal_texts, training_texts
+from stylesearch.towers import PairEncoder
 
 
 @dataclass
@@ -87,21 +88,6 @@ def freeze_layers(loaded: LoadedModel, vision: int, text: int) -> None:
         for layer in tower.encoder.layers[:n]:
             for p in layer.parameters():
                 p.requires_grad = False
-
-
-class PairEncoder(torch.nn.Module):
-    """Both CLIP towers in one `forward`: DDP synchronises gradients only for what runs through `forward`."""
-
-    def __init__(self, model: torch.nn.Module):
-        super().__init__()
-        self.model = model
-
-    def forward(self, pixel_values: torch.Tensor, input_ids: torch.Tensor,
-                attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        image = self.model.get_image_features(pixel_values=pixel_values)
-        text = self.model.get_text_features(input_ids=input_ids, attention_mask=attention_mask)
-        normalize = torch.nn.functional.normalize
-        return normalize(_pooled(image).float(), dim=-1), normalize(_pooled(text).float(), dim=-1)
 
 
 def global_loss(image: torch.Tensor, text: torch.Tensor, groups: torch.Tensor, logit_scale: torch.Tensor,
@@ -192,7 +178,7 @@ def train(catalog: ProcessedCatalog, cfg: TrainConfig, out_dir: Path, *, resume:
     no_decay = [p for p in params if p.ndim < 2]  # biases, norms and the temperature: no weight decay
     optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
                                    {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.98), eps=1e-6)
-    pair: torch.nn.Module = PairEncoder(model)
+    pair: torch.nn.Module = PairEncoder(model, cfg.text_buckets)
     if world > 1:  # broadcasts rank 0's weights, then averages gradients across ranks in backward
         pair = torch.nn.parallel.DistributedDataParallel(pair, device_ids=[device.index] if device.index is not None
                                                          else None)
@@ -355,7 +341,3 @@ def iter_batches(dataset: ProductPairs, collate: PairCollator, batches: list[lis
 
 def augmentation_seed(seed: int, epoch: int, batch: int, position: int) -> int:
     return int(np.random.SeedSequence([seed, epoch, batch, position]).generate_state(1)[0])
-
-
-def _pooled(output: Any) -> torch.Tensor:
-    return output if isinstance(output, torch.Tensor) else output.pooler_output
