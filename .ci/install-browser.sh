@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Install what tests/test_browser.py needs: Debian's chromium (never a downloaded browser build)
+# Install what tests/serve/test_browser.py needs: Debian's chromium (never a downloaded browser build)
 # and Playwright for Python in the project venv. Safe to run repeatedly; does nothing when present.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -30,12 +30,13 @@ import numpy as np
 import pandas as pd
 import torch
 
+from stylesearch.common.files import sha256_bytes
 from stylesearch.config import KAGGLE_ATTRIBUTES, IndexConfig
-from stylesearch.files import sha256_bytes
-from stylesearch.index import EmbeddingIndex, make_faiss
-from stylesearch.model import ClipEncoder, vit_b32_random
-from stylesearch.prepare import ProcessedCatalog
-from stylesearch.search import Searcher
+from stylesearch.data.prepare import ProcessedCatalog
+from stylesearch.index.kinds import make_faiss
+from stylesearch.index.store import EmbeddingIndex
+from stylesearch.model.clip import ClipEncoder, vit_b32_random
+from stylesearch.search.searcher import Searcher
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "fashion-product-images-small"
 QUERIES = ["blue jeans", "black watch", "red dress for women", "white sports shoes", "men formal shirt",
@@ -235,7 +236,7 @@ def main() -> None:
 
 
 def _decode(data: bytes):
-    from stylesearch.images import decode_image
+    from stylesearch.data.images import decode_image
 
     return decode_image(bytes(data))
 

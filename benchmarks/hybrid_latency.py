@@ -31,9 +31,9 @@ def main() -> None:
     import faiss
     import pandas as pd
 
-    from stylesearch.hybrid import HybridRanker
-    from stylesearch.prepare import load_processed
-    from stylesearch.quality import attribute_queries
+    from stylesearch.data.prepare import load_processed
+    from stylesearch.evaluate.quality import attribute_queries
+    from stylesearch.search.hybrid import HybridRanker
 
     catalog = load_processed(args.catalog).frame.drop(columns=["image"])
     queries = [q.text for q in attribute_queries(catalog[catalog["split"] == "test"], seed=0)][:args.queries]

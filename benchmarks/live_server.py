@@ -19,16 +19,16 @@ from pathlib import Path
 
 import httpx
 
-CLI = "import sys; from stylesearch.cli import app; sys.argv[0] = 'stylesearch'; app()"
+CLI = "import sys; from stylesearch.cli.base import app; sys.argv[0] = 'stylesearch'; app()"
 URL = re.compile(r"http://127\.0\.0\.1:(\d+)/")
 
 
 def build_index(workdir: Path, *, products: int = 300, model: str = "tiny") -> Path:
-    from stylesearch.catalog import read_catalog
     from stylesearch.config import IndexConfig, PrepareConfig
-    from stylesearch.index import build_index as index_catalog
-    from stylesearch.prepare import prepare
-    from stylesearch.synthetic import make_catalog
+    from stylesearch.data.catalog import read_catalog
+    from stylesearch.data.prepare import prepare
+    from stylesearch.data.synthetic import make_catalog
+    from stylesearch.index.store import build_index as index_catalog
 
     workdir = Path(workdir)
     index = workdir / f"index-{model}-{products}"

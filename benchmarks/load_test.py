@@ -63,10 +63,10 @@ HEADER = ("| scenario | threads x max batch | clients | requests | req/s | p50 m
 def serve(index: Path, port: int, threads: int, max_batch: int) -> None:
     import uvicorn
 
-    from stylesearch.cli_serve import bind, server_config
     from stylesearch.config import ServeConfig
-    from stylesearch.search import Searcher
-    from stylesearch.serve import create_app
+    from stylesearch.search.searcher import Searcher
+    from stylesearch.serve.app import create_app
+    from stylesearch.serve.server import bind, server_config
 
     searcher = Searcher.from_index(index)
     searcher.search("warm up", k=1)
@@ -89,11 +89,11 @@ def serve(index: Path, port: int, threads: int, max_batch: int) -> None:
 # --- the client side -------------------------------------------------------------------------------------
 
 def build_index(work: Path, products: int) -> Path:
-    from stylesearch.catalog import read_catalog
     from stylesearch.config import IndexConfig, PrepareConfig
-    from stylesearch.index import build_index as build
-    from stylesearch.prepare import prepare
-    from stylesearch.synthetic import make_catalog
+    from stylesearch.data.catalog import read_catalog
+    from stylesearch.data.prepare import prepare
+    from stylesearch.data.synthetic import make_catalog
+    from stylesearch.index.store import build_index as build
 
     raw = make_catalog(work / "raw", n=products, seed=0)
     prepare(read_catalog(raw), PrepareConfig(), work / "catalog")

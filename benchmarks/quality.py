@@ -45,8 +45,8 @@ def run_dir(work: Path, name: str, seed: int = 0) -> Path:
 
 
 def prepare_catalogues(data: str, work: Path) -> tuple[Path, Path]:
-    from stylesearch.catalog import read_catalog
-    from stylesearch.prepare import PrepareReport, load_processed, prepare, write_processed
+    from stylesearch.data.catalog import read_catalog
+    from stylesearch.data.prepare import PrepareReport, load_processed, prepare, write_processed
 
     full, ft = work / "catalog", work / "catalog-ft"
     if not (full / "manifest.json").is_file():
@@ -82,8 +82,8 @@ def use_base(checkpoint: Path, work: Path) -> None:
 
 
 def train_all(full: Path, ft: Path, work: Path, seeds: list[int], variants: list[str]) -> dict[str, float]:
-    from stylesearch.prepare import load_processed
-    from stylesearch.train import train
+    from stylesearch.data.prepare import load_processed
+    from stylesearch.train.loop import train
 
     seconds = {}
     runs = [("base", full, BASE, work / "runs" / "base")]
@@ -102,11 +102,11 @@ def train_all(full: Path, ft: Path, work: Path, seeds: list[int], variants: list
 
 
 def evaluate_all(full: Path, work: Path, alpha: float, sweep: list[float]) -> dict:
-    from stylesearch.merge import interpolate
-    from stylesearch.model import load_model
-    from stylesearch.prepare import load_processed
-    from stylesearch.quality import alpha_sweep, evaluate_quality
-    from stylesearch.report import build_report
+    from stylesearch.data.prepare import load_processed
+    from stylesearch.evaluate.quality import alpha_sweep, evaluate_quality
+    from stylesearch.evaluate.report import build_report
+    from stylesearch.model.clip import load_model
+    from stylesearch.model.merge import interpolate
 
     test = load_processed(full).split("test")
     base = load_model(str(work / "runs" / "base" / "best"))
@@ -139,8 +139,8 @@ def per_query_scores(encoder, test, queries, rel, pairs) -> tuple:
     """Attribute P@10 per query and type look-alike confusion per directed pair, for one model."""
     import numpy as np
 
-    from stylesearch.evaluate import embed
-    from stylesearch.quality import clip_rankings, precision_from_rankings, value_queries
+    from stylesearch.evaluate.metrics import embed
+    from stylesearch.evaluate.quality import clip_rankings, precision_from_rankings, value_queries
 
     types = test["articleType"].astype(str).to_numpy()
     images = embed(encoder, test).image
@@ -154,8 +154,8 @@ def per_query_scores(encoder, test, queries, rel, pairs) -> tuple:
 
 
 def _fixed_queries(full: Path):
-    from stylesearch.prepare import load_processed
-    from stylesearch.quality import attribute_queries, lookalike_pairs, relevance
+    from stylesearch.data.prepare import load_processed
+    from stylesearch.evaluate.quality import attribute_queries, lookalike_pairs, relevance
 
     test = load_processed(full).split("test").reset_index(drop=True)
     queries = attribute_queries(test, seed=0)
@@ -175,7 +175,7 @@ def paired_bootstrap(full: Path, work: Path, resamples: int = 2000) -> dict[str,
     """Each seed-0 variant minus the seed-0 control over the same queries: mean difference and a 95% interval."""
     import numpy as np
 
-    from stylesearch.model import ClipEncoder, load_model
+    from stylesearch.model.clip import ClipEncoder, load_model
 
     test, queries, rel, pairs = _fixed_queries(full)
     per = {name: per_query_scores(ClipEncoder(load_model(str(run_dir(work, name) / "best"))), test, queries, rel,
@@ -197,8 +197,8 @@ def seed_study(full: Path, work: Path, seeds: list[int], resamples: int = 2000) 
     """Every (variant, seed): the table's metrics; then mean and spread over seeds, and paired differences."""
     import numpy as np
 
-    from stylesearch.model import ClipEncoder, load_model
-    from stylesearch.quality import evaluate_quality, mean_confusion
+    from stylesearch.evaluate.quality import evaluate_quality, mean_confusion
+    from stylesearch.model.clip import ClipEncoder, load_model
 
     test, queries, rel, pairs = _fixed_queries(full)
     cache = work / "seeds"
@@ -241,7 +241,7 @@ def seed_study(full: Path, work: Path, seeds: list[int], resamples: int = 2000) 
 
 
 def seeds_markdown(out: dict) -> str:
-    from stylesearch.report import markdown_rows
+    from stylesearch.evaluate.report import markdown_rows
 
     lines = [f"## Mean ± sd over fine-tuning seeds {out['seeds']}", "", markdown_rows(out["table"]),
              "## Variant minus control (same seed), averaged over seeds; 95% bootstrap interval over queries/pairs", ""]
@@ -260,7 +260,7 @@ def _steps(run: Path) -> int | None:
 
 
 def results_markdown(out: dict) -> str:
-    from stylesearch.report import confusion_pairs_rows, markdown_rows, metric_rows
+    from stylesearch.evaluate.report import confusion_pairs_rows, markdown_rows, metric_rows
 
     lines = ["## Systems", "", markdown_rows(metric_rows(out["results"])), "## Attribute P@10 by query shape", ""]
     shapes = []

@@ -168,7 +168,7 @@ def part_baseline(args: argparse.Namespace) -> dict[str, Any]:
     import torch
     from PIL import Image
 
-    from stylesearch.model import vit_b32_random
+    from stylesearch.model.clip import vit_b32_random
 
     blobs, meta = catalogue(args.images)
     loaded = vit_b32_random()
@@ -224,8 +224,8 @@ def part_baseline(args: argparse.Namespace) -> dict[str, Any]:
 
 def part_export(args: argparse.Namespace) -> dict[str, Any]:
     """Export (or check) the ONNX files in a process of its own, so the measured sides never hold torch weights."""
-    from stylesearch.backends import make_encoder
-    from stylesearch.model import vit_b32_random
+    from stylesearch.model.backends import make_encoder
+    from stylesearch.model.clip import vit_b32_random
 
     started = time.perf_counter()
     make_encoder(vit_b32_random(), "onnx-int8", cache_dir=ONNX_DIR)
@@ -234,7 +234,7 @@ def part_export(args: argparse.Namespace) -> dict[str, Any]:
 
 def onnx_encoder(int8: bool, batch_size: int, num_workers: int):
     """The exported encoder as a server runs it: ORT sessions only, no torch weights in memory."""
-    from stylesearch.backends import OnnxEncoder
+    from stylesearch.model.onnx import OnnxEncoder
 
     started = time.perf_counter()
     encoder = OnnxEncoder(ONNX_DIR, int8=int8, batch_size=batch_size, num_workers=num_workers)
@@ -252,7 +252,7 @@ def embed_rate(encoder, blobs: list[bytes]) -> float:
 def part_onnx(args: argparse.Namespace, int8: bool) -> dict[str, Any]:
     import faiss
 
-    from stylesearch.querycache import CachedEncoder
+    from stylesearch.search.querycache import CachedEncoder
 
     # One query searches on one thread: measured on this box, a 2-thread OpenMP team made a 34k flat
     # search 4x slower under load (threads wait on each other); concurrent requests use the cores instead.
@@ -318,8 +318,8 @@ def part_interleaved(args: argparse.Namespace) -> dict[str, Any]:
     """
     import faiss
 
-    from stylesearch.model import vit_b32_random
-    from stylesearch.querycache import CachedEncoder
+    from stylesearch.model.clip import vit_b32_random
+    from stylesearch.search.querycache import CachedEncoder
 
     faiss.omp_set_num_threads(1)
     _, meta = catalogue(0)
@@ -330,7 +330,7 @@ def part_interleaved(args: argparse.Namespace) -> dict[str, Any]:
     # the other side's next query (ORT spins by default; torch's OpenMP is told PASSIVE by run_part).
     import onnxruntime as ort
 
-    from stylesearch.backends import INT8, TEXT, session_options
+    from stylesearch.model.onnx import INT8, TEXT, session_options
     encoder._sessions[TEXT] = ort.InferenceSession(str(ONNX_DIR / INT8[TEXT]), session_options(spin=False),
                                                    providers=["CPUExecutionProvider"])
     cached = CachedEncoder(encoder, maxsize=1024)
@@ -415,7 +415,7 @@ def hnsw_1m(million: np.ndarray):
         print(f"1M HNSW from cache; it took {built['build_s']:.0f} s to build at load average "
               f"{built.get('load_average', built.get('load', float('nan'))):.1f}", file=sys.stderr)
         return faiss.read_index(str(path)), built["build_s"]
-    from stylesearch.backends import physical_cores
+    from stylesearch.model.onnx import physical_cores
 
     index = faiss.IndexHNSWFlat(DIM, HNSW_M, faiss.METRIC_INNER_PRODUCT)
     index.hnsw.efConstruction = HNSW_EF_CONSTRUCTION

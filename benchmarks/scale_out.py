@@ -45,7 +45,7 @@ def embed_rate(catalog: Path, model: str, actors: int, batch_size: int, rows: in
     import pandas as pd
     import ray
 
-    from stylesearch.ray_index import embed_catalog
+    from stylesearch.index.ray_build import embed_catalog
 
     frame = pd.read_parquet(catalog / "catalog.parquet", columns=["id", "image"])
     work = Path(tempfile.mkdtemp(prefix="scale-embed-"))

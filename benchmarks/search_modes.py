@@ -5,7 +5,7 @@
 Queries are built from the held-out test split's metadata, never copied from titles (titles favour
 anything that matches words): "{gender} {colour} {type}" ("women red dress"), "{colour} {type}",
 "{type} for {gender}" and "{usage} {type}", 100 of each drawn uniformly over the combinations that
-at least 3 test products have (`stylesearch.quality.attribute_queries`). A result is relevant when
+at least 3 test products have (`stylesearch.evaluate.quality.attribute_queries`). A result is relevant when
 its metadata has every attribute the query names; the figure is precision@10 over the whole test
 gallery. Title R@10 is printed for both modes too, as a check that hybrid does not lose what CLIP finds.
 """
@@ -18,9 +18,9 @@ import os
 import time
 from pathlib import Path
 
-from stylesearch.model import load_model
-from stylesearch.prepare import load_processed
-from stylesearch.quality import evaluate_quality
+from stylesearch.data.prepare import load_processed
+from stylesearch.evaluate.quality import evaluate_quality
+from stylesearch.model.clip import load_model
 
 
 def main() -> None:

@@ -44,7 +44,7 @@ def bound_bytes(start_rss: int) -> int:
 
 
 def pictures(n: int, seed: int) -> list[bytes]:
-    from stylesearch.synthetic import ARTICLE_TYPES, COLOURS, draw_product
+    from stylesearch.data.synthetic import ARTICLE_TYPES, COLOURS, draw_product
 
     rng = random.Random(seed)
     out = []

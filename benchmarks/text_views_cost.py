@@ -24,12 +24,12 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=3)
     args = parser.parse_args()
 
-    from stylesearch.model import load_model
-    from stylesearch.pairs import PairCollator, train_transform
-    from stylesearch.prepare import load_processed
-    from stylesearch.textviews import training_texts
-    from stylesearch.towers import PairEncoder
-    from stylesearch.train import global_loss
+    from stylesearch.data.prepare import load_processed
+    from stylesearch.model.clip import load_model
+    from stylesearch.train.loop import global_loss
+    from stylesearch.train.pairs import PairCollator, train_transform
+    from stylesearch.train.textviews import training_texts
+    from stylesearch.train.towers import PairEncoder
 
     frame = load_processed(args.catalog).split("train").head(args.batch_size).reset_index(drop=True)
     loaded = load_model(args.model, seed=0)

@@ -44,8 +44,8 @@ SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "fashion-prod
 
 def score(encode_images, encode_texts, frame) -> dict[str, float]:
     """Title R@k / MRR, articleType P@1 and in-batch accuracy@32 of one model on one table."""
-    from stylesearch.evaluate import in_batch_accuracy, precision_at_k, recall_at_k
-    from stylesearch.prepare import normalise_title
+    from stylesearch.data.prepare import normalise_title
+    from stylesearch.evaluate.metrics import in_batch_accuracy, precision_at_k, recall_at_k
 
     image = encode_images(frame["image"].tolist())
     titles = frame["title"].astype(str).tolist()
@@ -87,8 +87,8 @@ def plain_pixels(blob: bytes, flip: bool = False):
     import torch
     from PIL import ImageOps
 
-    from stylesearch.images import decode_image
-    from stylesearch.model import CLIP_MEAN, CLIP_STD
+    from stylesearch.data.images import decode_image
+    from stylesearch.model.clip import CLIP_MEAN, CLIP_STD
 
     size = PLAIN_SHAPE["image"]
     image = ImageOps.pad(decode_image(blob), (size, size), color=(255, 255, 255))
@@ -101,9 +101,9 @@ def plain_pixels(blob: bytes, flip: bool = False):
 def run_plain(catalog, minutes: float, out: Path) -> dict:
     import torch
 
-    from stylesearch.losses import contrastive_loss, lr_at
-    from stylesearch.prepare import normalise_title
-    from stylesearch.tokenizer import clip_tokenizer
+    from stylesearch.data.prepare import normalise_title
+    from stylesearch.model.tokenizer import clip_tokenizer
+    from stylesearch.train.losses import contrastive_loss, lr_at
 
     model, tokenizer = plain_model(), clip_tokenizer()
     train = catalog.split("train")
@@ -192,9 +192,9 @@ def parse_arm(spec: str) -> tuple[str, dict, dict]:
 def run_ours(catalog, spec: str, minutes: float, out: Path) -> dict:
     import torch
 
-    from stylesearch.model import ClipEncoder, tiny_model
-    from stylesearch.presets import PRESETS, train_config
-    from stylesearch.train import train
+    from stylesearch.model.clip import ClipEncoder, tiny_model
+    from stylesearch.model.presets import PRESETS, train_config
+    from stylesearch.train.loop import train
 
     name, recipe, shape = parse_arm(spec)
     cfg = train_config(name, max_minutes=minutes, threads=1, **recipe)
@@ -202,11 +202,11 @@ def run_ours(catalog, spec: str, minutes: float, out: Path) -> dict:
     started = time.monotonic()
     result = train(catalog, cfg, out / "train", loaded=loaded)
     trained = time.monotonic() - started
-    from stylesearch.model import load_model
+    from stylesearch.model.clip import load_model
 
     best = load_model(str(out / "train" / "best"))
     encoder = ClipEncoder(best, batch_size=256, device=torch.device("cpu"))
-    from stylesearch.images import decode_image
+    from stylesearch.data.images import decode_image
 
     scored = score(lambda blobs: encoder.encode_images([decode_image(b) for b in blobs]), encoder.encode_texts,
                    catalog.split("test"))
@@ -223,7 +223,7 @@ def run_ours(catalog, spec: str, minutes: float, out: Path) -> dict:
 def run_arm(args: argparse.Namespace) -> None:
     import torch
 
-    from stylesearch.prepare import load_processed
+    from stylesearch.data.prepare import load_processed
 
     torch.set_num_threads(1)
     catalog = load_processed(args.work / "catalog")
@@ -251,9 +251,9 @@ def main() -> None:
     if args.arm:
         run_arm(args)
         return
-    from stylesearch.catalog import read_catalog
     from stylesearch.config import PrepareConfig
-    from stylesearch.prepare import prepare
+    from stylesearch.data.catalog import read_catalog
+    from stylesearch.data.prepare import prepare
 
     if not (args.work / "catalog" / "manifest.json").exists():
         prepare(read_catalog(args.data), PrepareConfig(), args.work / "catalog")

@@ -2,7 +2,7 @@
 
     python benchmarks/train_throughput.py --catalog /tmp/w/catalog --model small --steps 12 --threads 1,2
 
-Every row runs the real `stylesearch.train` loop (schedule, forward, loss, backward, clip, step) on the
+Every row runs the real `stylesearch.train.loop` loop (schedule, forward, loss, backward, clip, step) on the
 train split of a prepared catalogue, for `--steps` steps after 2 warm-up steps, and reports the median
 samples/s the loop logs. "before" is the path every run took until issue 12: decode every JPEG with PIL
 on every step, crop/flip/rotate/jitter on PIL images, fp32. The cache is built once before timing.
@@ -22,9 +22,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from stylesearch.prepare import load_processed
-from stylesearch.presets import train_config
-from stylesearch.train import train
+from stylesearch.data.prepare import load_processed
+from stylesearch.model.presets import train_config
+from stylesearch.train.loop import train
 
 VARIANTS = {
     "before: PIL decode + augment, fp32": {"pixel_cache": False, "augment": "crop-flip-rotate", "bf16": False,

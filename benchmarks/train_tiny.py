@@ -17,11 +17,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from stylesearch.catalog import read_catalog
 from stylesearch.config import EvalConfig, PrepareConfig, TrainConfig
-from stylesearch.evaluate import evaluate_checkpoints, markdown_table
-from stylesearch.prepare import load_processed, prepare
-from stylesearch.train import train
+from stylesearch.data.catalog import read_catalog
+from stylesearch.data.prepare import load_processed, prepare
+from stylesearch.evaluate.metrics import evaluate_checkpoints, markdown_table
+from stylesearch.train.loop import train
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "fashion-product-images-small" / "dev.parquet"
 

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from stylesearch.catalog import read_catalog
 from stylesearch.config import PrepareConfig
-from stylesearch.model import LoadedModel, tiny_model
-from stylesearch.prepare import prepare
-from stylesearch.synthetic import make_catalog
+from stylesearch.data.catalog import read_catalog
+from stylesearch.data.prepare import prepare
+from stylesearch.data.synthetic import make_catalog
+from stylesearch.model.clip import LoadedModel, tiny_model
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "fashion-product-images-small"
 

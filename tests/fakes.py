@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 from PIL import Image
 
-from stylesearch.synthetic import COLOURS
+from stylesearch.data.synthetic import COLOURS
 
 COLOUR_NAMES = list(COLOURS)
 
@@ -49,7 +49,7 @@ def interrupt_training_at(monkeypatch, step: int) -> None:
 
     `monkeypatch.undo()` ends it.
     """
-    import stylesearch.train as train_module
+    import stylesearch.train.loop as train_module
 
     real_lr_at = train_module.lr_at
 
@@ -68,3 +68,63 @@ def same_weights(a, b, atol: float = 1e-5) -> bool:
 
     first, second = load_file(a / "model.safetensors"), load_file(b / "model.safetensors")
     return first.keys() == second.keys() and all(torch.allclose(first[k], second[k], atol=atol) for k in first)
+
+
+def same_model_weights(a, b) -> bool:
+    """Whether two loaded models hold bit-for-bit equal tensors under the same names."""
+    import torch
+
+    sa, sb = a.model.state_dict(), b.model.state_dict()
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def sha256_dir(path, pattern: str = "*") -> str:
+    """One hash over every file's name and content below `path` (stable order)."""
+    import hashlib
+    from pathlib import Path
+
+    from stylesearch.common.files import sha256_file
+
+    digest = hashlib.sha256()
+    for child in sorted(Path(path).rglob(pattern)):
+        if child.is_file():
+            digest.update(child.relative_to(path).as_posix().encode())
+            digest.update(sha256_file(child).encode())
+    return digest.hexdigest()
+
+
+def batch_confusability(frame, batches) -> dict[str, float]:
+    """Mean share of in-batch pairs that are confusable: same subCategory but different articleType,
+    or same articleType but different colour."""
+    from collections import defaultdict
+
+    sub, typ, col = (frame[c].astype("string").fillna("?").to_numpy() for c in ("subCategory", "articleType",
+                                                                                 "baseColour"))
+    shares: dict[str, list[float]] = defaultdict(list)
+    for batch in batches:
+        idx = np.asarray(batch)
+        if len(idx) < 2:
+            continue
+        upper = np.triu(np.ones((len(idx), len(idx)), bool), 1)
+        same_sub = sub[idx][:, None] == sub[idx][None, :]
+        same_typ = typ[idx][:, None] == typ[idx][None, :]
+        same_col = col[idx][:, None] == col[idx][None, :]
+        shares["sub_diff_type"].append(float((same_sub & ~same_typ)[upper].mean()))
+        shares["type_diff_colour"].append(float((same_typ & ~same_col)[upper].mean()))
+    return {k: float(np.mean(v)) for k, v in shares.items()}
+
+
+def eval_transform(size: int):
+    """CLIP's own preprocessing on PIL images: resize the short side, centre crop, normalise."""
+    import torch
+    from torchvision.transforms import v2
+
+    from stylesearch.model.clip import CLIP_MEAN, CLIP_STD
+
+    return v2.Compose([
+        v2.ToImage(),
+        v2.Resize(size, interpolation=v2.InterpolationMode.BICUBIC, antialias=True),
+        v2.CenterCrop(size),
+        v2.ToDtype(torch.float32, scale=True),
+        v2.Normalize(CLIP_MEAN, CLIP_STD),
+    ])

@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import json
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 DEFAULT_MODEL = "openai/clip-vit-base-patch32"
@@ -49,7 +48,7 @@ class PrepareConfig:
 class TinyPreset:
     """The shape of a random-init CLIP preset; the defaults are `tiny`, for tests and the offline demo.
 
-    `stylesearch.presets` names every shape with the training recipe that suits it.
+    `stylesearch.model.presets` names every shape with the training recipe that suits it.
     """
 
     hidden: int = 64
@@ -85,14 +84,14 @@ class TrainConfig:
     seed: int = 0
     num_workers: int = 0  # image decode workers; 0 keeps tests simple and CPU runs predictable
     save_every_steps: int = 200  # a killed run loses at most this many steps
-    # Issue 5 options (stylesearch.sampler, stylesearch.textviews); defaults chosen by docs/quality.md.
+    # Issue 5 options (stylesearch.train.sampler, stylesearch.train.textviews); defaults chosen by docs/quality.md.
     sampler: str = "random"  # random | confusable | mixed | hard
     # full_text | views | views-sum | one view name. "views": attribute P@10 +0.014 on all 3 seeds at no
     # extra cost; views-sum gains +0.018 but doubles a ViT-B/32 step (docs/quality.md).
     text_views: str = "views"
     val_max_items: int = 2000  # full-gallery recall over more is slow on a CPU and no more telling
     # Issue 12 options. The defaults suit fine-tuning a pretrained ViT-B/32; the from-scratch presets
-    # (`stylesearch.presets`) set their own, chosen by benchmarks/train_budget.py.
+    # (`stylesearch.model.presets`) set their own, chosen by benchmarks/train_budget.py.
     # Decode every image once into a memory-mapped uint8 array beside the catalogue and augment tensors:
     # off by default because at ViT-B/32's 224 px the array costs 150 KB a product on disk.
     pixel_cache: bool = False
@@ -116,9 +115,9 @@ class EvalConfig:
 @dataclass(frozen=True)
 class IndexConfig:
     batch_size: int = 64  # measured sweet spot for ViT-B/32 on 2 CPU cores (benchmarks/)
-    chunk_size: int = 2048  # vectors per resumable chunk on disk
+    chunk_size: int = 2048  # most vectors per resumable chunk on disk (index.embedding sizes them by the catalogue)
     exact_max: int = 200_000  # a flat scan costs ~0.2 us CPU a vector: at 200k, as much as encoding the query
-    kind: str = "auto"  # auto | flat | hnsw | ivfpq
+    kind: str = "auto"  # a name in index.kinds.KINDS; auto: flat up to exact_max products, HNSW above
     # HNSW settings measured at 1M vectors (docs/performance.md): recall@10 0.961 at p50 0.6 ms on 2 cores.
     hnsw_m: int = 16  # graph degree; M=32 built 3x slower on 100k vectors for recall 1.000 vs 0.999
     hnsw_ef_construction: int = 40  # build-time beam; 80 cost 3x the build time for no measurable recall
@@ -137,18 +136,20 @@ class ServeConfig:
     # Build hybrid search's BM25 index in the background at start-up: "Match words" answers at once.
     # Off saves its memory (a second copy of the product table) when nobody uses mode=hybrid.
     warm_hybrid: bool = True
+    # A body that stops arriving for this long is answered 408 and closed: an upload that declares
+    # 100 KB and then stalls would otherwise hold its connection (and its slot) forever.
+    body_timeout_s: float = 10.0
+    # Uploads decoded and encoded at once; more queue on the CPU anyway, so the rest get 503 at once.
+    max_concurrent_uploads: int = 8
+    # Reload the index when `stylesearch index` rewrites it (serve.reload): polling one stat() a few
+    # seconds apart costs nothing, and nobody has to remember to restart the server.
+    watch_index: bool = True
+    reload_poll_s: float = 2.0
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:
     """A JSON-ready dict of a (nested) config dataclass."""
     return json.loads(json.dumps(dataclasses.asdict(cfg), default=str))
-
-
-def write_config(cfg: Any, path: Path) -> None:
-    """Save a resolved config next to an artefact, atomically."""
-    from stylesearch.files import atomic_write_text
-
-    atomic_write_text(path, json.dumps({"type": type(cfg).__name__, **to_dict(cfg)}, indent=2))
 
 
 def from_dict(cls: type, data: dict[str, Any]) -> Any:

@@ -14,8 +14,8 @@ from typing import Any, Literal
 
 import pandas as pd
 
+from stylesearch.common.files import checkpoint_hash, sha256_bytes
 from stylesearch.errors import StylesearchError
-from stylesearch.files import checkpoint_hash, sha256_bytes
 
 Level = Literal["error", "warning", "ok"]
 MAX_LISTED = 5  # ids named in one finding; the count says how many more
@@ -93,7 +93,7 @@ def check_catalog(path: Path, facts: _Facts | None = None, *, images: bool = Tru
 
 
 def _check_processed(path: Path, facts: _Facts, images: bool) -> list[Finding]:
-    from stylesearch.prepare import load_processed
+    from stylesearch.data.prepare import load_processed
 
     redo = f"re-run `stylesearch prepare --out {path}` from the raw catalogue"
     try:
@@ -121,7 +121,7 @@ def _check_processed(path: Path, facts: _Facts, images: bool) -> list[Finding]:
 
 
 def _check_image_blobs(frame: pd.DataFrame, decode: bool, redo: str) -> list[Finding]:
-    from stylesearch.images import decode_image
+    from stylesearch.data.images import decode_image
 
     missing, wrong_hash, undecodable = [], [], []
     for pid, data, sha in zip(frame["id"].astype(str), frame["image"],
@@ -147,8 +147,8 @@ def _check_image_blobs(frame: pd.DataFrame, decode: bool, redo: str) -> list[Fin
 
 
 def _check_raw(path: Path, facts: _Facts, images: bool) -> list[Finding]:
-    from stylesearch.catalog import read_catalog
-    from stylesearch.images import decode_image
+    from stylesearch.data.catalog import read_catalog
+    from stylesearch.data.images import decode_image
 
     try:
         catalog = read_catalog(path)
@@ -198,8 +198,8 @@ def check_checkpoint(path: Path, facts: _Facts | None = None) -> list[Finding]:
         if (path / "last").is_dir() or list(path.glob("last.*-*")):
             out += check_checkpoint(path / "last", _Facts())
         return out
-    from stylesearch.checkpoint import MANIFEST, verify_checkpoint
-    from stylesearch.model import load_model
+    from stylesearch.model.checkpoint import MANIFEST, verify_checkpoint
+    from stylesearch.model.clip import load_model
 
     retrain = "restore the directory from a backup, or re-run `stylesearch train` (--resume continues from last/)"
     leftovers = interrupted_writes(path, "checkpoint")
@@ -238,7 +238,7 @@ def check_checkpoint(path: Path, facts: _Facts | None = None) -> list[Finding]:
 
 
 def check_index(path: Path, facts: _Facts | None = None) -> list[Finding]:
-    from stylesearch.index import IMAGES, EmbeddingIndex
+    from stylesearch.index.store import IMAGES, EmbeddingIndex
 
     facts = facts or _Facts()
     rebuild = f"rebuild it: `stylesearch index --catalog CATALOG --model MODEL --out {path}`"

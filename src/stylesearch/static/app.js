@@ -213,6 +213,9 @@ function render(body, fresh) {
   els["load-more"].textContent = `Load more (${Math.min(PAGE_SIZE, body.total - shown)} of ${(body.total - shown).toLocaleString()} left)`;
 }
 
+const KNOWN_ATTRIBUTES = new Set(["gender", "masterCategory", "subCategory", "articleType", "baseColour",
+                                  "season", "year", "usage"]);
+
 function card(hit) {
   const node = els["card-template"].content.firstElementChild.cloneNode(true);
   const attrs = hit.attributes || {};
@@ -224,6 +227,15 @@ function card(hit) {
   node.querySelector(".card-colour").textContent = attrs.baseColour || "—";
   node.querySelector(".card-type").textContent = attrs.articleType || attrs.subCategory || "";
   paintSwatch(node.querySelector(".swatch"), attrs.baseColour);
+  // The catalogue's own columns (price, brand, ...) after the ones every catalogue has.
+  const extra = Object.entries(attrs).filter(([k, v]) => !KNOWN_ATTRIBUTES.has(k) && v !== null && v !== "");
+  if (extra.length) {
+    const line = document.createElement("p");
+    line.className = "card-extra";
+    line.dataset.testid = "card-extra";
+    line.textContent = extra.map(([k, v]) => `${k} ${typeof v === "number" ? v.toLocaleString() : v}`).join(" · ");
+    node.querySelector(".card-title").after(line);
+  }
   const score = node.querySelector(".score");
   score.textContent = hit.score.toFixed(1);
   score.title = `CLIP score ${hit.score.toFixed(2)} (100 × cosine similarity), rank ${hit.rank}`;

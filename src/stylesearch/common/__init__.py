@@ -1,0 +1,1 @@
+"""Plumbing every stage shares: atomic writes and content hashes."""

@@ -1,0 +1,1 @@
+"""Stage 4, evaluate: retrieval metrics, the quality study and the HTML report."""

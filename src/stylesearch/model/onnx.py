@@ -1,0 +1,333 @@
+"""CLIP on ONNX Runtime, fp32 or int8: the export, its cache, and `OnnxEncoder`.
+
+`export_onnx(loaded, folder, int8=True)` exports both CLIP towers with `torch.onnx.export` (dynamic
+batch, and dynamic sequence length so text pads to its longest item, not to 77), optionally
+quantises their weights to int8 and caches the files; `OnnxEncoder(folder)` runs them with a
+fingerprint that is the torch model's, so an index built with one backend is searchable with
+another. `model.backends` chooses between this and torch.
+
+Cache layout (one folder per set of weights):
+  <model dir>/onnx/                                  for a local checkpoint directory
+  $STYLESEARCH_CACHE/stylesearch/onnx/<fingerprint>/   for Hub names and presets
+      text.onnx  image.onnx  [text.int8.onnx  image.int8.onnx]  processor/  manifest.json
+The manifest records the weights fingerprint and each file's sha256; a folder whose fingerprint
+differs from the model's (the checkpoint changed) or whose files fail their hash is rebuilt.
+
+Threads: one intra-op pool per session of `physical_cores()` threads (hyper-threads share one
+core's vector units, so they add contention, not speed), inter-op 1 (CLIP is one chain of ops;
+parallel branches would only split the same cores). `STYLESEARCH_THREADS` overrides the count.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import warnings
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from stylesearch.common.files import atomic_dir, atomic_path, atomic_write_text, checkpoint_hash, sha256_file
+from stylesearch.errors import StylesearchError
+from stylesearch.model.clip import FloatArray, LoadedModel, projected_features
+from stylesearch.model.preprocess import DEFAULT_BATCH_SIZE, DEFAULT_WORKERS, ClipPreprocess, embed_image_bytes
+from stylesearch.model.presets import is_preset
+
+log = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+MANIFEST_KIND = "stylesearch.onnx"
+OPSET = 18  # what torch's dynamo exporter emits natively; ORT >= 1.14 runs it
+TEXT, IMAGE, MANIFEST, PROCESSOR = "text.onnx", "image.onnx", "manifest.json", "processor"
+INT8 = {TEXT: "text.int8.onnx", IMAGE: "image.int8.onnx"}
+# Quantise only the matrix multiplies: they are nearly all of CLIP's time. The one Conv (the ViT
+# patch embedding) stays fp32: ORT's ConvInteger kernels are less optimised, and it is one layer.
+INT8_OPS = ("MatMul", "Gemm")
+
+
+class _TextTower(torch.nn.Module):
+    def __init__(self, model: torch.nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return projected_features(self.model.get_text_features(input_ids=input_ids, attention_mask=attention_mask))
+
+
+class _ImageTower(torch.nn.Module):
+    def __init__(self, model: torch.nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        return projected_features(self.model.get_image_features(pixel_values=pixel_values))
+
+
+# --- where the files live, and whether they are fresh ----------------------------------------------
+
+
+def cache_root() -> Path:
+    """$STYLESEARCH_CACHE (or $XDG_CACHE_HOME, or ~/.cache) / stylesearch / onnx, like the tokenizer cache."""
+    base = os.environ.get("STYLESEARCH_CACHE") or os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "stylesearch" / "onnx"
+
+
+def onnx_dir(loaded: LoadedModel, fingerprint: str | None = None) -> Path:
+    """`<model dir>/onnx` for a local checkpoint; a per-fingerprint folder in the user cache otherwise."""
+    path = Path(loaded.name)
+    if not is_preset(loaded.name) and path.is_dir() and (path / "config.json").is_file():
+        return path / "onnx"
+    return cache_root() / (fingerprint or loaded.fingerprint)
+
+
+def read_manifest(folder: Path) -> dict[str, Any] | None:
+    try:
+        manifest = json.loads((Path(folder) / MANIFEST).read_text())
+    except (OSError, ValueError):
+        return None
+    return manifest if isinstance(manifest, dict) and manifest.get("kind") == MANIFEST_KIND else None
+
+
+def stale_reason(folder: Path, fingerprint: str, *, int8: bool = False) -> str | None:
+    """Why `folder` cannot serve the weights `fingerprint` (None when it can)."""
+    manifest = read_manifest(folder)
+    if manifest is None:
+        return "no export yet"
+    if manifest.get("format_version") != FORMAT_VERSION:
+        return f"format {manifest.get('format_version')} is not {FORMAT_VERSION}"
+    if manifest.get("fingerprint") != fingerprint:
+        return f"exported from weights {manifest.get('fingerprint')}, the checkpoint is now {fingerprint}"
+    files = manifest.get("files", {})
+    wanted = [TEXT, IMAGE, *(INT8.values() if int8 else ())]
+    for name in wanted:
+        if name not in files:
+            return f"{name} not exported yet"
+        if not (Path(folder) / name).is_file() or sha256_file(Path(folder) / name) != files[name]:
+            return f"{name} is missing or does not match its recorded sha256"
+    return None
+
+
+# --- export and quantise ---------------------------------------------------------------------------
+
+
+def export_onnx(loaded: LoadedModel, folder: Path | None = None, *, int8: bool = False,
+                fingerprint: str | None = None) -> Path:
+    """Make sure `folder` holds current ONNX exports of both towers (and int8 ones if asked); return it.
+
+    Fresh files are reused; stale or corrupt ones are rebuilt in a temp folder and swapped in whole.
+    Adding the int8 variant to a fresh fp32 export quantises in place without re-exporting.
+    """
+    fingerprint = fingerprint or loaded.fingerprint
+    folder = Path(folder) if folder is not None else onnx_dir(loaded, fingerprint)
+    reason = stale_reason(folder, fingerprint, int8=int8)
+    if reason is None:
+        return folder
+    fp32_fresh = stale_reason(folder, fingerprint, int8=False) is None
+    if int8 and fp32_fresh:
+        log.info("quantising the ONNX export in %s to int8", folder)
+        manifest = read_manifest(folder) or {}
+        for name, quantised in INT8.items():
+            with atomic_path(folder / quantised) as tmp:
+                quantise(folder / name, tmp)
+            manifest["files"][quantised] = sha256_file(folder / quantised)
+        atomic_write_text(folder / MANIFEST, json.dumps(manifest, indent=2))
+        return folder
+    log.info("exporting %s to ONNX in %s (%s)", loaded.name, folder, reason)
+    with atomic_dir(folder) as tmp:
+        _export_towers(loaded, tmp)
+        names = [TEXT, IMAGE]
+        if int8:
+            for name, quantised in INT8.items():
+                quantise(tmp / name, tmp / quantised)
+                names.append(quantised)
+        loaded.processor.save_pretrained(str(tmp / PROCESSOR))
+        manifest = _manifest(loaded, fingerprint, {name: sha256_file(tmp / name) for name in names})
+        atomic_write_text(tmp / MANIFEST, json.dumps(manifest, indent=2))
+    return folder
+
+
+def _export_towers(loaded: LoadedModel, out: Path) -> None:
+    from torch.export import Dim
+
+    model = loaded.model.eval()
+    device = next(model.parameters()).device
+    tokens = loaded.processor.tokenizer(["a red shirt", "navy blue striped cotton tshirts for men"],
+                                        padding=True, return_tensors="pt").to(device)
+    batch = Dim("batch", min=1, max=4096)
+    seq = Dim("seq", min=2, max=int(model.config.text_config.max_position_embeddings))
+    size = int(model.config.vision_config.image_size)
+    pixels = torch.zeros((2, 3, size, size), device=device)  # batch 2: size 1 would be specialised away
+    with torch.no_grad(), warnings.catch_warnings():
+        # Both towers share the batch Dim, and the exporter warns that it keeps only one of the names.
+        warnings.filterwarnings("ignore", message=".*axis name.*will not be used")
+        torch.onnx.export(_TextTower(model).eval(), (tokens["input_ids"], tokens["attention_mask"]), str(out / TEXT),
+                          input_names=["input_ids", "attention_mask"], output_names=["text_embeds"],
+                          dynamic_shapes={"input_ids": {0: batch, 1: seq}, "attention_mask": {0: batch, 1: seq}},
+                          opset_version=OPSET, dynamo=True, external_data=False, verbose=False)
+        torch.onnx.export(_ImageTower(model).eval(), (pixels,), str(out / IMAGE), input_names=["pixel_values"],
+                          output_names=["image_embeds"], dynamic_shapes={"pixel_values": {0: batch}},
+                          opset_version=OPSET, dynamo=True, external_data=False, verbose=False)
+
+
+def quantise(source: Path, target: Path) -> None:
+    """Dynamic int8 quantisation of `source`'s weights (activations quantised per batch at run time)."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    # Signed int8 weights with uint8 activations use VNNI where the CPU has it; on AVX2-only CPUs the
+    # same kernels can saturate, which the parity tests would catch as a cosine drop.
+    logging.disable(logging.WARNING)  # the quantiser logs every tensor it skips, on the root logger
+    try:
+        quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8, per_channel=True,
+                         op_types_to_quantize=list(INT8_OPS))
+    finally:
+        logging.disable(logging.NOTSET)
+
+
+def _manifest(loaded: LoadedModel, fingerprint: str, files: dict[str, str]) -> dict[str, Any]:
+    import onnx
+    import onnxruntime
+
+    config = loaded.model.config
+    return {
+        "kind": MANIFEST_KIND,
+        "format_version": FORMAT_VERSION,
+        "model": loaded.name,
+        "fingerprint": fingerprint,
+        "checkpoint_sha256": checkpoint_hash(loaded.name),
+        "dim": int(config.projection_dim),
+        "image_size": int(config.vision_config.image_size),
+        "max_text_tokens": int(config.text_config.max_position_embeddings),
+        "exporter": f"torch.onnx.export(dynamo=True, opset={OPSET})",
+        "int8": {"method": "onnxruntime.quantization.quantize_dynamic", "weights": "QInt8 per channel",
+                 "ops": list(INT8_OPS)},
+        "versions": {"torch": torch.__version__, "onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__},
+        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "files": files,
+    }
+
+
+# --- ONNX Runtime sessions -------------------------------------------------------------------------
+
+
+def physical_cores() -> int:
+    """Cores this process may run on, counting each physical core once ($STYLESEARCH_THREADS overrides)."""
+    if os.environ.get("STYLESEARCH_THREADS"):
+        return max(1, int(os.environ["STYLESEARCH_THREADS"]))
+    allowed = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else set(range(os.cpu_count() or 1))
+    cores: set[tuple[str, str]] = set()
+    try:
+        for cpu in allowed:
+            topo = Path(f"/sys/devices/system/cpu/cpu{cpu}/topology")
+            cores.add(((topo / "physical_package_id").read_text().strip(), (topo / "core_id").read_text().strip()))
+    except OSError:
+        return max(1, len(allowed))
+    return max(1, len(cores))
+
+
+def session_options(threads: int | None = None, *, spin: bool = True) -> Any:
+    """ORT options: `threads` intra-op threads (default: physical cores), one inter-op thread, full graph fusion.
+
+    `spin` keeps idle pool threads busy-waiting for the next op: lower latency for a text query,
+    but on a 2-core box it steals time from image-decoding workers, so image sessions turn it off.
+    """
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads or physical_cores()
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
+    return options
+
+
+class OnnxEncoder:
+    """The `Encoder` contract over ONNX Runtime sessions of an exported CLIP (fp32 or int8).
+
+    Sessions are opened on first use, so a text-only searcher never loads the vision tower.
+    `InferenceSession.run` is thread-safe; one encoder can serve concurrent requests.
+    """
+
+    def __init__(self, folder: Path, *, int8: bool = False, batch_size: int = DEFAULT_BATCH_SIZE,
+                 threads: int | None = None, num_workers: int = DEFAULT_WORKERS):
+        from transformers import CLIPProcessor
+
+        self.folder = Path(folder)
+        manifest = read_manifest(self.folder)
+        if manifest is None:
+            raise StylesearchError(f"{self.folder} holds no ONNX export (no {MANIFEST}); run export_onnx first")
+        self.manifest = manifest
+        self.int8 = int8
+        self.backend = "onnx-int8" if int8 else "onnx"
+        self.dim = int(manifest["dim"])
+        self.fingerprint = str(manifest["fingerprint"])
+        self.name = str(manifest["model"])
+        self.max_tokens = int(manifest["max_text_tokens"])
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+        self.threads = threads or physical_cores()
+        processor = CLIPProcessor.from_pretrained(str(self.folder / PROCESSOR))
+        self.tokenizer = processor.tokenizer
+        self.image_processor = processor.image_processor
+        self.preprocess = ClipPreprocess.from_processor(self.image_processor)
+        self._sessions: dict[str, Any] = {}
+        self._lock = threading.Lock()
+
+    def _session(self, tower: str) -> Any:
+        session = self._sessions.get(tower)
+        if session is None:
+            import onnxruntime as ort
+
+            with self._lock:
+                session = self._sessions.get(tower)
+                if session is None:
+                    path = self.folder / (INT8[tower] if self.int8 else tower)
+                    options = session_options(self.threads, spin=tower == TEXT)
+                    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+                    self._sessions[tower] = session
+        return session
+
+    def token_count(self, text: str) -> int:
+        return len(self.tokenizer(text, truncation=False)["input_ids"])
+
+    def encode_texts(self, texts: Sequence[str]) -> FloatArray:
+        session = self._session(TEXT)
+        out = [np.zeros((0, self.dim), np.float32)]
+        for start in range(0, len(texts), self.batch_size):
+            batch = list(texts[start : start + self.batch_size])
+            # Pad to the longest item in the batch, not to 77: a query is a handful of tokens.
+            tokens = self.tokenizer(batch, padding=True, truncation=True, max_length=self.max_tokens,
+                                    return_tensors="np")
+            feed = {"input_ids": tokens["input_ids"].astype(np.int64),
+                    "attention_mask": tokens["attention_mask"].astype(np.int64)}
+            out.append(_l2_normalise(session.run(None, feed)[0]))
+        return np.concatenate(out)
+
+    def encode_images(self, images: Sequence[Image.Image]) -> FloatArray:
+        out = [np.zeros((0, self.dim), np.float32)]
+        for start in range(0, len(images), self.batch_size):
+            out.append(self.encode_pixels(self.preprocess.batch(list(images[start : start + self.batch_size]))))
+        return np.concatenate(out)
+
+    def encode_pixels(self, pixels: torch.Tensor | np.ndarray) -> FloatArray:
+        array = pixels.numpy() if isinstance(pixels, torch.Tensor) else np.asarray(pixels)
+        feats = self._session(IMAGE).run(None, {"pixel_values": np.ascontiguousarray(array, dtype=np.float32)})[0]
+        return _l2_normalise(feats)
+
+    def encode_image_bytes(self, image_bytes_list: Sequence[bytes], *, where: Sequence[str] | None = None,
+                           progress: Any = None) -> FloatArray:
+        """Embed encoded images, decoding them in DataLoader workers while the model runs."""
+        return embed_image_bytes(self, image_bytes_list, preprocess=self.preprocess, batch_size=self.batch_size,
+                                 num_workers=self.num_workers, where=where, progress=progress)
+
+
+def _l2_normalise(feats: np.ndarray) -> FloatArray:
+    feats = np.asarray(feats, dtype=np.float32)
+    return feats / np.maximum(np.linalg.norm(feats, axis=1, keepdims=True), 1e-12)

@@ -1,0 +1,1 @@
+"""Stage 7, serve: the HTTP API and the web page over a Searcher."""

@@ -1,0 +1,30 @@
+import pytest
+
+from fakes import sha256_dir
+from stylesearch.common.files import atomic_dir, atomic_write_text
+
+
+def test_atomic_write_replaces_whole_file(tmp_path):
+    target = tmp_path / "a" / "f.txt"
+    atomic_write_text(target, "one")
+    atomic_write_text(target, "two")
+    assert target.read_text() == "two"
+    assert [p.name for p in target.parent.iterdir()] == ["f.txt"]  # no temp files left behind
+
+
+def test_failed_atomic_dir_keeps_the_old_directory(tmp_path):
+    target = tmp_path / "index"
+    with atomic_dir(target) as tmp:
+        (tmp / "data").write_text("v1")
+    with pytest.raises(RuntimeError), atomic_dir(target) as tmp:
+        (tmp / "data").write_text("half of v2")
+        raise RuntimeError("crash mid-build")
+    assert (target / "data").read_text() == "v1"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["index"]
+
+
+def test_dir_hash_sees_content_and_names(tmp_path):
+    (tmp_path / "x").write_text("1")
+    first = sha256_dir(tmp_path)
+    (tmp_path / "x").write_text("2")
+    assert sha256_dir(tmp_path) != first
