@@ -10,13 +10,21 @@ from rich.console import Console
 from rich.table import Table
 
 from stylesearch.config import EvalConfig, IndexConfig, PrepareConfig, TrainConfig
+from stylesearch.data.catalog import read_catalog
+from stylesearch.data.prepare import load_processed, prepare
+from stylesearch.data.synthetic import make_catalog
+from stylesearch.evaluate.metrics import evaluate_checkpoints, markdown_table
+from stylesearch.index.store import build_index
+from stylesearch.model.presets import is_preset, train_config
 from stylesearch.search.modes import DEFAULT_MODE
+from stylesearch.search.modes import search as search_in_mode
+from stylesearch.search.searcher import Searcher
+from stylesearch.train.loop import train
 
 
 @dataclass(frozen=True)
 class DemoQuery:
     """An example search and the metadata a right answer has (its type and colour, and gender if named)."""
-
     text: str
     wanted: tuple[tuple[str, str], ...]
 
@@ -49,11 +57,9 @@ def plan(workdir: Path, data: str | None, model: str | None, products: int, epoc
     The drawn catalogue trains the `tiny` preset for `epochs`; a real catalogue without a model trains
     the `small` preset for `minutes` (default: the 25 minutes it was measured at).
     """
-    from stylesearch.model.presets import is_preset, train_config
 
     drawn = data is None
     if drawn:
-        from stylesearch.data.synthetic import make_catalog
 
         data = str(make_catalog(workdir / "drawn-catalogue", n=products, seed=0))
     base = model or ("tiny" if drawn else "small")
@@ -70,13 +76,6 @@ def plan(workdir: Path, data: str | None, model: str | None, products: int, epoc
 def run_demo(workdir: Path, *, data: str | None = None, model: str | None = None, products: int = 800,
              epochs: int = 8, minutes: float | None = None, console: Console | None = None) -> dict[str, float]:
     """Run every stage into `workdir` and print example searches; returns the headline metrics."""
-    from stylesearch.data.catalog import read_catalog
-    from stylesearch.data.prepare import load_processed, prepare
-    from stylesearch.evaluate.metrics import evaluate_checkpoints, markdown_table
-    from stylesearch.index.store import build_index
-    from stylesearch.search.searcher import Searcher
-    from stylesearch.train.loop import train
-
     console = console or Console()
     workdir = Path(workdir)
     started = time.monotonic()
@@ -107,7 +106,6 @@ def run_demo(workdir: Path, *, data: str | None = None, model: str | None = None
 
     console.print(f"[bold]5/5 search[/bold] through the index, in the default mode ({DEFAULT_MODE}); "
                   "a hit is right when its metadata has the type and colour asked for")
-    from stylesearch.search.modes import search as search_in_mode
 
     searcher = Searcher.from_index(workdir / "index")
     precision = {}

@@ -15,7 +15,13 @@ from typing import Any, Literal
 import pandas as pd
 
 from stylesearch.common.files import checkpoint_hash, sha256_bytes
+from stylesearch.data.catalog import read_catalog
+from stylesearch.data.images import decode_image
+from stylesearch.data.prepare import load_processed
 from stylesearch.errors import StylesearchError
+from stylesearch.index.store import IMAGES, EmbeddingIndex
+from stylesearch.model.checkpoint import MANIFEST, verify_checkpoint
+from stylesearch.model.clip import load_model
 
 Level = Literal["error", "warning", "ok"]
 MAX_LISTED = 5  # ids named in one finding; the count says how many more
@@ -24,7 +30,6 @@ MAX_LISTED = 5  # ids named in one finding; the count says how many more
 @dataclass(frozen=True)
 class Finding:
     """One thing checked: `error` (unusable as is), `warning` (works, but look) or `ok`."""
-
     level: Level
     what: str
     fix: str = ""
@@ -33,7 +38,6 @@ class Finding:
 @dataclass
 class _Facts:
     """What the single-stage checks learned, for the cross-checks."""
-
     catalog_sha: str | None = None
     catalog_ids: list[str] | None = None
     fingerprint: str | None = None
@@ -93,8 +97,6 @@ def check_catalog(path: Path, facts: _Facts | None = None, *, images: bool = Tru
 
 
 def _check_processed(path: Path, facts: _Facts, images: bool) -> list[Finding]:
-    from stylesearch.data.prepare import load_processed
-
     redo = f"re-run `stylesearch prepare --out {path}` from the raw catalogue"
     try:
         catalog = load_processed(path, verify=True)
@@ -121,8 +123,6 @@ def _check_processed(path: Path, facts: _Facts, images: bool) -> list[Finding]:
 
 
 def _check_image_blobs(frame: pd.DataFrame, decode: bool, redo: str) -> list[Finding]:
-    from stylesearch.data.images import decode_image
-
     missing, wrong_hash, undecodable = [], [], []
     for pid, data, sha in zip(frame["id"].astype(str), frame["image"],
                               frame.get("image_sha256", pd.Series([None] * len(frame))), strict=True):
@@ -147,9 +147,6 @@ def _check_image_blobs(frame: pd.DataFrame, decode: bool, redo: str) -> list[Fin
 
 
 def _check_raw(path: Path, facts: _Facts, images: bool) -> list[Finding]:
-    from stylesearch.data.catalog import read_catalog
-    from stylesearch.data.images import decode_image
-
     try:
         catalog = read_catalog(path)
     except StylesearchError as err:
@@ -198,8 +195,6 @@ def check_checkpoint(path: Path, facts: _Facts | None = None) -> list[Finding]:
         if (path / "last").is_dir() or list(path.glob("last.*-*")):
             out += check_checkpoint(path / "last", _Facts())
         return out
-    from stylesearch.model.checkpoint import MANIFEST, verify_checkpoint
-    from stylesearch.model.clip import load_model
 
     retrain = "restore the directory from a backup, or re-run `stylesearch train` (--resume continues from last/)"
     leftovers = interrupted_writes(path, "checkpoint")
@@ -238,8 +233,6 @@ def check_checkpoint(path: Path, facts: _Facts | None = None) -> list[Finding]:
 
 
 def check_index(path: Path, facts: _Facts | None = None) -> list[Finding]:
-    from stylesearch.index.store import IMAGES, EmbeddingIndex
-
     facts = facts or _Facts()
     rebuild = f"rebuild it: `stylesearch index --catalog CATALOG --model MODEL --out {path}`"
     out = interrupted_writes(path, "index")

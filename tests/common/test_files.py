@@ -28,3 +28,18 @@ def test_dir_hash_sees_content_and_names(tmp_path):
     first = sha256_dir(tmp_path)
     (tmp_path / "x").write_text("2")
     assert sha256_dir(tmp_path) != first
+
+
+def test_verified_sha256_is_remembered_until_the_file_changes(tmp_path, monkeypatch):
+    from stylesearch.common import files
+
+    monkeypatch.setenv("STYLESEARCH_CACHE", str(tmp_path / "cache"))
+    target = tmp_path / "weights.bin"
+    target.write_bytes(b"a" * 1000)
+    reads = []
+    real = files.sha256_file
+    monkeypatch.setattr(files, "sha256_file", lambda p, *a: reads.append(p) or real(p, *a))
+    first = files.verified_sha256(target)
+    assert files.verified_sha256(target) == first and len(reads) == 1  # the second answer came from the cache
+    target.write_bytes(b"b" * 1000)  # same size; a write changes mtime and ctime
+    assert files.verified_sha256(target) == real(target) != first and len(reads) == 2

@@ -11,6 +11,7 @@ import pytest
 
 from stylesearch.common.files import sealed, sha256_file
 from stylesearch.data.prepare import load_processed
+from stylesearch.errors import StylesearchError
 from stylesearch.index.store import EmbeddingIndex, build_index
 
 ray = pytest.importorskip("ray", reason="Ray Data is not installed: pip install 'stylesearch[distributed]'")
@@ -94,3 +95,37 @@ def test_index_command_with_ray_writes_the_index(local_ray, processed_dir, tmp_p
     assert result.exit_code == 0, result.output
     assert "Ray actor" in result.output
     assert len(EmbeddingIndex.load(tmp_path / "index")) == len(load_processed(processed_dir).frame)
+
+
+def test_ray_honours_the_backend_and_refuses_update(processed_dir, tmp_path, monkeypatch):
+    import stylesearch.index.ray_build as ray_build
+    from stylesearch.model.onnx import OnnxEncoder
+
+    with pytest.raises(StylesearchError, match="--update .* drop --ray"):
+        build_index_ray(processed_dir, tmp_path / "index", model="tiny", update=True)
+    seen = {}
+
+    def fake_embed(parquet, spec, *, batch_size, actors):  # what each actor would build from `spec`
+        encoder = spec()
+        seen["encoder"] = encoder
+        frame = pd.read_parquet(parquet)
+        from stylesearch.index.embedding import embed_rows
+
+        vectors = embed_rows(frame, list(range(len(frame))), encoder, batch_size, lambda n: None)
+        return ray_build.RayEmbedding(ids=frame["id"].astype(str).tolist(), vectors=vectors)
+
+    monkeypatch.setattr(ray_build, "embed_catalog", fake_embed)
+    monkeypatch.setattr(ray_build, "connect", lambda address: False)
+    index, _ = build_index_ray(processed_dir, tmp_path / "index", model="tiny", actors=1, backend="onnx")
+    assert isinstance(seen["encoder"], OnnxEncoder)  # the actors' encoder runs on ONNX Runtime, as asked
+    assert index.fingerprint == EmbeddingIndex.load(tmp_path / "index").fingerprint
+
+
+def test_cli_index_ray_update_is_refused_with_one_line(processed_dir, tmp_path):
+    from typer.testing import CliRunner
+
+    from stylesearch.cli import app
+
+    result = CliRunner().invoke(app, ["index", "--catalog", str(processed_dir), "--out", str(tmp_path / "i"),
+                                      "--model", "tiny", "--ray", "--update"])
+    assert result.exit_code == 2 and "drop --ray to update" in " ".join(result.output.split())

@@ -17,7 +17,8 @@ from stylesearch.errors import StylesearchError
 from stylesearch.evaluate.metrics import recall_at_k
 from stylesearch.model import onnx as onnx_module
 from stylesearch.model.backends import BACKENDS, load_encoder, make_encoder
-from stylesearch.model.clip import ClipEncoder, Encoder, LoadedModel, tiny_model
+from stylesearch.model.clip import ClipEncoder, LoadedModel, tiny_model
+from stylesearch.model.encoder import Encoder
 from stylesearch.model.onnx import (
     IMAGE,
     INT8,
@@ -267,7 +268,7 @@ def test_load_encoder_opens_a_fresh_export_of_a_checkpoint_without_loading_torch
     def no_weights(*args, **kwargs):
         raise AssertionError("the torch weights were loaded")
 
-    monkeypatch.setattr("stylesearch.model.backends.load_model", no_weights)
+    monkeypatch.setattr("stylesearch.model.clip.load_model", no_weights)
     again = load_encoder(str(checkpoint), "onnx")
     np.testing.assert_array_equal(again.encode_texts(QUERIES), first.encode_texts(QUERIES))
     changed = copy.deepcopy(tiny)
@@ -276,3 +277,28 @@ def test_load_encoder_opens_a_fresh_export_of_a_checkpoint_without_loading_torch
     changed.model.save_pretrained(checkpoint)  # a new checkpoint in the same place
     with pytest.raises(AssertionError, match="torch weights were loaded"):
         load_encoder(str(checkpoint), "onnx")  # the export no longer matches: back to the full path
+
+
+def test_a_one_shot_onnx_search_never_imports_torch_or_transformers(tiny, processed_dir, tmp_path):
+    import subprocess
+    import sys
+
+    from stylesearch.index.store import EmbeddingIndex
+    from stylesearch.search.searcher import open_searcher
+
+    checkpoint = tmp_path / "ckpt"
+    tiny.model.save_pretrained(checkpoint)
+    tiny.processor.save_pretrained(checkpoint)
+    encoder = load_encoder(str(checkpoint), "onnx")  # exports once, with torch, as `stylesearch index` would
+    EmbeddingIndex.build(processed_dir, encoder, tmp_path / "index", model_name=str(checkpoint), progress=False)
+    code = ("import json, sys\nfrom typer.testing import CliRunner\nfrom stylesearch.cli import app\n"
+            f"r = CliRunner().invoke(app, ['search', 'red shirt', '--index', {str(tmp_path / 'index')!r}, "
+            "'--backend', 'onnx', '--mode', 'clip', '--json', '-k', '5'])\n"
+            "heavy = [m for m in ('torch', 'transformers', 'torchvision') if m in sys.modules]\n"
+            "print(json.dumps({'code': r.exit_code, 'out': r.output, 'heavy': heavy}))")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=True)
+    got = json.loads(run.stdout.strip().splitlines()[-1])
+    assert got["code"] == 0 and got["heavy"] == [], got
+    ids = [h["id"] for h in json.loads(got["out"])["hits"]]
+    same = open_searcher(tmp_path / "index", encoder=load_encoder(str(checkpoint), "torch"))
+    assert ids == [h.id for h in same.search("red shirt", k=5)]  # the same answer as torch gives

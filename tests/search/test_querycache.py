@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from fakes import FakeEncoder
-from stylesearch.model.clip import Encoder
+from stylesearch.model.encoder import Encoder
 from stylesearch.search.querycache import CachedEncoder
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import functools
 import hashlib
@@ -11,6 +12,8 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+from stylesearch.errors import IntegrityError, ManifestMismatchError
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -112,8 +115,6 @@ def read_stage_manifest(directory: Path, name: str, *, kind: str, version: int, 
     """
     import json
 
-    from stylesearch.errors import IntegrityError, ManifestMismatchError
-
     file = Path(directory) / name
     if not file.is_file():
         raise ManifestMismatchError(f"{directory}: not {what} (no {name}); {fix}")
@@ -158,6 +159,46 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
+# Hashes of files already read, keyed by what `stat` says of them. Every load verifies its files (a
+# 600 MB checkpoint, a 100 MB image table), and re-reading them cost a one-shot query most of a
+# second. A file keeps its entry only while its device, inode, size, mtime and ctime are all unchanged:
+# any write changes them, and ctime cannot be set back from user space.
+HASH_CACHE_ENTRIES = 2000
+
+
+def _hash_cache_file() -> Path:
+    base = os.environ.get("STYLESEARCH_CACHE") or os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "stylesearch" / "sha256.json"
+
+
+def _stamp(path: Path) -> str:
+    st = os.stat(path)
+    return f"{st.st_dev}:{st.st_ino}:{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}"
+
+
+def verified_sha256(path: Path) -> str:
+    """`sha256_file(path)`, remembered across runs while the file is untouched (see HASH_CACHE_ENTRIES)."""
+    import json
+
+    path = Path(path).resolve()
+    key = f"{path}|{_stamp(path)}"
+    cache_file = _hash_cache_file()
+    try:
+        cache = json.loads(cache_file.read_text())
+    except (OSError, ValueError):
+        cache = {}
+    if not isinstance(cache, dict):
+        cache = {}
+    if isinstance(cache.get(key), str):
+        return cache[key]
+    digest = sha256_file(path)
+    cache = {k: v for k, v in cache.items() if not k.startswith(f"{path}|")}  # this file's older stamps
+    cache[key] = digest
+    with contextlib.suppress(OSError):  # a read-only home only costs the next run the same hashing
+        atomic_write_text(cache_file, json.dumps(dict(list(cache.items())[-HASH_CACHE_ENTRIES:])))
+    return digest
+
+
 def checkpoint_hash(name: str | Path, known: dict[str, str] | None = None) -> str | None:
     """One hash over a checkpoint directory's *.safetensors files; None for a Hub name or a preset.
 
@@ -168,4 +209,4 @@ def checkpoint_hash(name: str | Path, known: dict[str, str] | None = None) -> st
     if not weights:
         return None  # a Hub name or the tiny preset: the fingerprint identifies the weights
     known = known or {}
-    return sha256_bytes("".join(known.get(w.name) or sha256_file(w) for w in weights).encode())
+    return sha256_bytes("".join(known.get(w.name) or verified_sha256(w) for w in weights).encode())

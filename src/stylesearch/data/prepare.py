@@ -28,6 +28,7 @@ from stylesearch.common.files import (
     sealed,
     sha256_bytes,
     sha256_file,
+    verified_sha256,
 )
 from stylesearch.config import PrepareConfig, to_dict
 from stylesearch.data.catalog import Catalog, RowIssue
@@ -293,7 +294,7 @@ def load_processed(path: Path, *, verify: bool = True) -> ProcessedCatalog:
     manifest = read_stage_manifest(path, manifest_path.name, kind="stylesearch.catalog", version=FORMAT_VERSION,
                              what="a processed catalogue", fix="run `stylesearch prepare`")
     parquet = path / "catalog.parquet"
-    if verify and sha256_file(parquet) != manifest["catalog_sha256"]:
+    if verify and verified_sha256(parquet) != manifest["catalog_sha256"]:
         raise IntegrityError(f"{parquet}: content does not match the hash in manifest.json (changed or truncated); "
                              "re-run `stylesearch prepare`")
     if verify and seal_broken(manifest):

@@ -15,8 +15,10 @@ import torch
 from stylesearch.common.files import atomic_write_text
 from stylesearch.config import EvalConfig, to_dict
 from stylesearch.data.images import decode_image
-from stylesearch.data.prepare import normalise_title
-from stylesearch.model.clip import ClipEncoder, LoadedModel
+from stylesearch.data.prepare import SPLITS, load_processed, normalise_title
+from stylesearch.errors import CatalogError
+from stylesearch.model.checkpoint import verify_checkpoint
+from stylesearch.model.clip import ClipEncoder, LoadedModel, load_model
 from stylesearch.train.losses import contrastive_loss
 
 # --- metrics -------------------------------------------------------------------------------------
@@ -188,11 +190,6 @@ def write_report(report: dict[str, Any], out_dir: Path) -> None:
 def evaluate_checkpoints(model: str, base: str | None, catalog_dir: Path, split: str, cfg: EvalConfig,
                          out_dir: Path) -> dict[str, Any]:
     """Evaluate a fine-tuned checkpoint beside its base on one split of a processed catalogue; write the report."""
-    from stylesearch.data.prepare import SPLITS, load_processed
-    from stylesearch.errors import CatalogError
-    from stylesearch.model.checkpoint import verify_checkpoint
-    from stylesearch.model.clip import load_model
-
     catalog = load_processed(catalog_dir)
     if split == "all":
         frame = catalog.frame

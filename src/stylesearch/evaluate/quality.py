@@ -16,9 +16,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from stylesearch.data.prepare import normalise_title
+from stylesearch.common.files import atomic_write_bytes, atomic_write_text
+from stylesearch.data.prepare import load_processed, normalise_title
 from stylesearch.evaluate.metrics import Embedded, distinct_titles, embed, title_retrieval
-from stylesearch.model.clip import ClipEncoder, LoadedModel
+from stylesearch.model.clip import ClipEncoder, LoadedModel, load_model
+from stylesearch.model.merge import interpolate, load_base
 from stylesearch.search.hybrid import HybridRanker, blend_catalogue_wording, tokens
 
 # (columns, template): the shapes of query shoppers type, from the most to the least specific.
@@ -253,8 +255,6 @@ def mean_confusion(rows: Sequence[dict[str, Any]], column: str | None = None) ->
 def alpha_sweep(base: LoadedModel, fine_tuned: LoadedModel, frame: pd.DataFrame,
                 alphas: Sequence[float] = (0.0, 0.25, 0.5, 0.75, 1.0)) -> list[dict[str, float]]:
     """Per alpha: in-domain title->image R@10 and the zero-shot articleType accuracy the base had."""
-    from stylesearch.model.merge import interpolate
-
     frame = frame.reset_index(drop=True)
     truth = frame["articleType"].astype(str).to_numpy()
     rows = []
@@ -292,7 +292,6 @@ def plot_alpha_sweep(rows: Sequence[dict[str, float]], path: Path | None = None)
     fig.savefig(buffer, format="png", dpi=100)
     plt.close(fig)
     if path is not None:
-        from stylesearch.common.files import atomic_write_bytes
 
         atomic_write_bytes(Path(path), buffer.getvalue())
     return buffer.getvalue()
@@ -302,11 +301,6 @@ def sweep_checkpoints(model: str, base: str | None, catalog_dir: Path, split: st
                       out_dir: Path, *, max_items: int | None = None) -> list[dict[str, float]]:
     """`stylesearch evaluate --sweep`: the WiSE-FT sweep of a checkpoint against its base, as JSON and a plot."""
     import json
-
-    from stylesearch.common.files import atomic_write_text
-    from stylesearch.data.prepare import load_processed
-    from stylesearch.model.clip import load_model
-    from stylesearch.model.merge import load_base
 
     catalog = load_processed(Path(catalog_dir))
     frame = catalog.frame if split == "all" else catalog.split(split)

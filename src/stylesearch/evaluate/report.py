@@ -20,7 +20,12 @@ import numpy as np
 import pandas as pd
 
 from stylesearch.common.files import atomic_write_bytes, atomic_write_text
-from stylesearch.model.clip import LoadedModel
+from stylesearch.data.images import decode_image
+from stylesearch.evaluate.metrics import embed
+from stylesearch.evaluate.quality import evaluate_quality, mean_confusion, plot_alpha_sweep
+from stylesearch.model.clip import ClipEncoder, LoadedModel
+from stylesearch.search.hybrid import HybridRanker
+from stylesearch.train.history import history_png
 
 EXAMPLES = ("women red dress", "men navy blue tee", "black leather belt", "sneakers for men")
 THUMB = 72  # pixels on the long side: enough to tell a dress from a nightdress, small enough to inline
@@ -50,8 +55,6 @@ def _pyplot() -> Any:
 
 def training_curves(history_path: Path) -> bytes:
     """The loss / validation recall / learning-rate plot of a run, from its history.json."""
-    from stylesearch.train.history import history_png
-
     return history_png(json.loads(Path(history_path).read_text()))
 
 
@@ -107,8 +110,6 @@ def confusion_figure(confusion: dict[str, dict[str, int]], n: int = 12) -> bytes
 
 def thumbnail(image: bytes, size: int = THUMB) -> bytes:
     """A small JPEG of a catalogue image, for inlining."""
-    from stylesearch.data.images import decode_image
-
     picture = decode_image(image, where="a report thumbnail")  # the bomb guard, and white behind transparency
     picture.thumbnail((size, size))
     buffer = io.BytesIO()
@@ -125,8 +126,6 @@ def data_uri(data: bytes, mime: str = "image/png") -> str:
 
 def metric_rows(results: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     """One row per system: model rows from `quality.evaluate_quality`, plus a hybrid row where computed."""
-    from stylesearch.evaluate.quality import mean_confusion
-
     rows = []
     for name, r in results.items():
         rows.append({"system": name, "title R@1": r["title_t2i"]["R@1"], "title R@10": r["title_t2i"]["R@10"],
@@ -193,10 +192,6 @@ def confusion_pairs_rows(results: dict[str, dict[str, Any]], top: int = 15) -> l
 def example_results(models: dict[str, LoadedModel], frame: pd.DataFrame, queries: Sequence[str], *,
                     hybrid_of: str | None = None, k: int = 5) -> list[dict[str, Any]]:
     """Per query and system, the top k products: id, title, and an inline thumbnail."""
-    from stylesearch.evaluate.metrics import embed
-    from stylesearch.model.clip import ClipEncoder
-    from stylesearch.search.hybrid import HybridRanker
-
     frame = frame.reset_index(drop=True)
     meta = frame.drop(columns=["image"], errors="ignore")
     out: list[dict[str, Any]] = [{"query": q, "systems": {}} for q in queries]
@@ -280,7 +275,6 @@ def build_report(models: dict[str, LoadedModel], frame: pd.DataFrame, out_dir: P
                  results: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
     """Evaluate `models` on `frame` (or use precomputed `results`) and write report.html, report.md,
     quality.json and figures/*.png into `out_dir`."""
-    from stylesearch.evaluate.quality import evaluate_quality, plot_alpha_sweep
 
     out_dir = Path(out_dir)
     if results is None:

@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 from stylesearch.common.files import atomic_path, sha256_bytes
 from stylesearch.config import IndexConfig
 from stylesearch.data.images import decode_image
-from stylesearch.model.clip import Encoder
+from stylesearch.model.encoder import Encoder
 
 
 def work_dir(out: Path | str | None, fingerprint: str, catalog_sha: str, todo: list[str]) -> Path | None:

@@ -12,11 +12,12 @@ import faiss
 import numpy as np
 import pandas as pd
 
+import stylesearch
 from stylesearch.common.files import checkpoint_hash, read_stage_manifest
 from stylesearch.config import IndexConfig, to_dict
 from stylesearch.data.prepare import ProcessedCatalog
 from stylesearch.index.kinds import kind_of
-from stylesearch.model.clip import Encoder
+from stylesearch.model.encoder import Encoder
 
 FORMAT_VERSION = 1
 MANIFEST_KIND = "stylesearch.index"
@@ -64,8 +65,6 @@ def preprocessing(encoder: Encoder) -> dict[str, Any]:
 
 
 def library_versions() -> dict[str, str]:
-    import stylesearch
-
     out = {"python": platform.python_version(), "stylesearch": stylesearch.__version__, "faiss": faiss.__version__,
            "numpy": np.__version__, "pandas": pd.__version__}
     for name in ("torch", "transformers"):

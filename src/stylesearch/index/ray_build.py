@@ -24,8 +24,11 @@ import numpy as np
 
 from stylesearch.config import IndexConfig
 from stylesearch.data.images import decode_image
+from stylesearch.data.prepare import ProcessedCatalog, load_processed
 from stylesearch.errors import StylesearchError
-from stylesearch.model.clip import Encoder
+from stylesearch.index.store import EmbeddingIndex
+from stylesearch.model.backends import load_encoder
+from stylesearch.model.encoder import Encoder
 
 EncoderSpec = str | Callable[[], Encoder]  # a model name for `load_encoder`, or a picklable factory (tests)
 
@@ -33,7 +36,6 @@ EncoderSpec = str | Callable[[], Encoder]  # a model name for `load_encoder`, or
 @dataclass
 class RayEmbedding:
     """Vectors in catalogue row order; rows whose id is in `errors` hold zeros and must not be indexed."""
-
     ids: list[str]
     vectors: np.ndarray
     errors: dict[str, str] = field(default_factory=dict)  # id -> why its image could not be embedded
@@ -55,10 +57,8 @@ class RayIndexReport:
 
 class ImageEmbedder:
     """The Ray Data UDF: built once per actor (loading the model once), then called per batch."""
-
     def __init__(self, encoder: EncoderSpec, batch_size: int):
         if isinstance(encoder, str):
-            from stylesearch.model.backends import load_encoder
 
             self.encoder: Encoder = load_encoder(encoder, batch_size=batch_size)
         else:
@@ -165,9 +165,6 @@ def build_index_ray(catalog: Path | str, out: Path | str, *, model: str, cfg: In
         import ray
     except ImportError as err:
         raise StylesearchError("--ray needs Ray Data: pip install 'stylesearch[distributed]'") from err
-    from stylesearch.data.prepare import ProcessedCatalog, load_processed
-    from stylesearch.index.store import EmbeddingIndex
-    from stylesearch.model.backends import load_encoder
 
     started_at = time.perf_counter()
     processed = load_processed(Path(catalog))

@@ -26,14 +26,23 @@ import faiss
 import numpy as np
 import pandas as pd
 
-from stylesearch.common.files import atomic_dir, atomic_write_text, seal_broken, sealed, sha256_bytes, sha256_file
-from stylesearch.config import KAGGLE_ATTRIBUTES, IndexConfig
+from stylesearch.common.files import (
+    atomic_dir,
+    atomic_write_text,
+    seal_broken,
+    sealed,
+    sha256_bytes,
+    sha256_file,
+    verified_sha256,
+)
+from stylesearch.config import KAGGLE_ATTRIBUTES, IndexConfig, from_dict
 from stylesearch.data.prepare import ProcessedCatalog, load_processed
 from stylesearch.errors import IntegrityError, ManifestMismatchError, StylesearchError
 from stylesearch.index.embedding import embed_chunks, remove_if_empty, work_dir
 from stylesearch.index.kinds import LOSSY, kind_of, make_faiss, resolve_kind
 from stylesearch.index.manifest import MANIFEST, make_manifest, read_manifest
-from stylesearch.model.clip import Encoder
+from stylesearch.model.backends import load_encoder
+from stylesearch.model.encoder import Encoder
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +76,6 @@ def typed(series: pd.Series) -> pd.Series:
 @dataclass
 class IndexReport:
     """What one build or update did."""
-
     count: int
     kind: str
     embedded: int  # images run through the model this time
@@ -106,7 +114,6 @@ def plain_value(value: object) -> str | int | None:
 @dataclass
 class EmbeddingIndex:
     """Vectors in FAISS plus product metadata in the same row order, and the manifest that says what they are."""
-
     faiss_index: faiss.Index
     products: pd.DataFrame
     manifest: dict[str, Any]
@@ -234,8 +241,6 @@ class EmbeddingIndex:
 
     @property
     def config(self) -> IndexConfig:
-        from stylesearch.config import from_dict
-
         return from_dict(IndexConfig, self.manifest.get("config", {}))
 
     def save(self, path: Path | str, *, images: pd.DataFrame | None = None) -> None:
@@ -270,7 +275,7 @@ class EmbeddingIndex:
                 file = path / name
                 if not file.is_file():
                     raise IntegrityError(f"{file}: missing; rebuild with `stylesearch index`")
-                if sha256_file(file) != digest:
+                if verified_sha256(file) != digest:
                     raise IntegrityError(f"{file}: content does not match the hash in manifest.json "
                                          "(changed or truncated); rebuild with `stylesearch index`")
         try:
@@ -295,7 +300,6 @@ def build_index(catalog: Path | str, out: Path | str, *, model: str, cfg: IndexC
                 backend: str = "torch") -> tuple[EmbeddingIndex, IndexReport]:
     """What `stylesearch index` does: load the model (torch, onnx or onnx-int8), then build `out` or update it."""
     if encoder is None:
-        from stylesearch.model.backends import load_encoder
 
         encoder = load_encoder(model, backend, batch_size=cfg.batch_size)
     if update and (Path(out) / MANIFEST).is_file():

@@ -13,13 +13,15 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from stylesearch.common.files import checkpoint_hash
 from stylesearch.errors import StylesearchError
-from stylesearch.model.clip import ClipEncoder, Encoder, LoadedModel, load_model
-from stylesearch.model.onnx import OnnxEncoder, cache_root, export_onnx, onnx_dir, read_manifest, stale_reason
-from stylesearch.model.preprocess import DEFAULT_BATCH_SIZE, DEFAULT_WORKERS
+from stylesearch.model.encoder import DEFAULT_BATCH_SIZE, DEFAULT_WORKERS, Encoder
+from stylesearch.model.onnx_runtime import OnnxEncoder, read_manifest, stale_reason
+
+if TYPE_CHECKING:
+    from stylesearch.model.loaded import LoadedModel
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +47,8 @@ class Torch(Backend):
 
     def make(self, loaded: LoadedModel, *, cache_dir: Path | None, batch_size: int, threads: int | None,
              num_workers: int) -> Encoder:
+        from stylesearch.model.clip import ClipEncoder  # torch: only when this backend is chosen
+
         return ClipEncoder(loaded, batch_size=batch_size)
 
 
@@ -54,6 +58,8 @@ class Onnx(Backend):
 
     def make(self, loaded: LoadedModel, *, cache_dir: Path | None, batch_size: int, threads: int | None,
              num_workers: int) -> Encoder:
+        from stylesearch.model.onnx import cache_root, export_onnx, onnx_dir  # exporting needs torch
+
         fingerprint = loaded.fingerprint  # hashes every weight once; pass it down instead of recomputing
         folder = Path(cache_dir) if cache_dir is not None else onnx_dir(loaded, fingerprint)
         try:
@@ -117,8 +123,11 @@ def load_encoder(name_or_path: str, backend: str = "torch", *, batch_size: int =
     which exports when needed.
     """
     chosen = backend_of(backend)
+    # A fresh ONNX export opens without torch or transformers: a one-shot query starts in a second.
     opened = chosen.open_export(Path(name_or_path), batch_size=batch_size, threads=threads, num_workers=num_workers)
     if opened is not None:
         return opened
+    from stylesearch.model.clip import load_model
+
     return chosen.make(load_model(name_or_path), cache_dir=None, batch_size=batch_size, threads=threads,
                        num_workers=num_workers)

@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from stylesearch.common.files import atomic_dir, atomic_write_text, seal_broken, sealed, sha256_file
+from stylesearch.common.files import atomic_dir, atomic_write_text, seal_broken, sealed, sha256_file, verified_sha256
 from stylesearch.config import TrainConfig, to_dict
 from stylesearch.errors import IntegrityError, ResumeMismatchError
 from stylesearch.model.loaded import LoadedModel, model_fingerprint
@@ -68,7 +68,7 @@ def verify_checkpoint(path: Path) -> dict[str, Any]:
         file = path / name
         if not file.is_file():
             raise IntegrityError(f"{path}: {name} is missing; the checkpoint is incomplete")
-        if sha256_file(file) != expected:
+        if verified_sha256(file) != expected:
             raise IntegrityError(f"{file}: content does not match checkpoint.json (tampered or truncated)")
     return manifest
 

@@ -10,7 +10,6 @@ import os
 import socket
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Protocol, runtime_checkable
 
 import numpy as np
 import torch
@@ -21,6 +20,7 @@ from transformers.utils import logging as hf_logging
 from stylesearch.config import DEFAULT_MODEL, TinyPreset
 from stylesearch.errors import ModelUnavailableError
 from stylesearch.model.checkpoint import verify_checkpoint
+from stylesearch.model.encoder import FloatArray
 from stylesearch.model.loaded import LoadedModel
 from stylesearch.model.presets import PRESETS, is_preset
 from stylesearch.model.tokenizer import clip_tokenizer
@@ -29,23 +29,10 @@ from stylesearch.model.tokenizer import clip_tokenizer
 # `--json` output must stay clean.
 hf_logging.disable_progress_bar()
 
-FloatArray = np.ndarray
 TINY = "tiny"
 # CLIP's own normalisation constants; the tiny preset uses them so it is preprocessed like the real one.
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
-
-
-@runtime_checkable
-class Encoder(Protocol):
-    """What index, search, serve and evaluate need from a model."""
-
-    dim: int
-    fingerprint: str  # identifies the weights; indexes record it and refuse other models
-
-    def encode_texts(self, texts: Sequence[str]) -> FloatArray: ...  # (n, dim), L2-normalised
-
-    def encode_images(self, images: Sequence[Image.Image]) -> FloatArray: ...
 
 
 def tiny_model(preset: TinyPreset = TinyPreset(), seed: int = 0, name: str = TINY) -> LoadedModel:

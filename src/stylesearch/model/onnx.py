@@ -23,30 +23,38 @@ from __future__ import annotations
 import json
 import logging
 import os
-import threading
 import warnings
-from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
-from PIL import Image
 
 from stylesearch.common.files import atomic_dir, atomic_path, atomic_write_text, checkpoint_hash, sha256_file
-from stylesearch.errors import StylesearchError
-from stylesearch.model.clip import FloatArray, LoadedModel, projected_features
-from stylesearch.model.preprocess import DEFAULT_BATCH_SIZE, DEFAULT_WORKERS, ClipPreprocess, embed_image_bytes
+from stylesearch.model.clip import LoadedModel, projected_features
+from stylesearch.model.onnx_runtime import (
+    FORMAT_VERSION,
+    IMAGE,
+    INT8,
+    MANIFEST,
+    MANIFEST_KIND,
+    PROCESSOR,
+    TEXT,
+    OnnxEncoder,
+    physical_cores,
+    read_manifest,
+    session_options,
+    stale_reason,
+)
 from stylesearch.model.presets import is_preset
+
+# The runtime half lives in onnx_runtime (no torch); these names are re-exported for callers of this module.
+__all__ = ["IMAGE", "INT8", "MANIFEST", "TEXT", "OnnxEncoder", "cache_root", "export_onnx", "onnx_dir",
+           "physical_cores", "quantise", "read_manifest", "session_options", "stale_reason"]
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
-MANIFEST_KIND = "stylesearch.onnx"
 OPSET = 18  # what torch's dynamo exporter emits natively; ORT >= 1.14 runs it
-TEXT, IMAGE, MANIFEST, PROCESSOR = "text.onnx", "image.onnx", "manifest.json", "processor"
-INT8 = {TEXT: "text.int8.onnx", IMAGE: "image.int8.onnx"}
 # Quantise only the matrix multiplies: they are nearly all of CLIP's time. The one Conv (the ViT
 # patch embedding) stays fp32: ORT's ConvInteger kernels are less optimised, and it is one layer.
 INT8_OPS = ("MatMul", "Gemm")
@@ -85,33 +93,6 @@ def onnx_dir(loaded: LoadedModel, fingerprint: str | None = None) -> Path:
     if not is_preset(loaded.name) and path.is_dir() and (path / "config.json").is_file():
         return path / "onnx"
     return cache_root() / (fingerprint or loaded.fingerprint)
-
-
-def read_manifest(folder: Path) -> dict[str, Any] | None:
-    try:
-        manifest = json.loads((Path(folder) / MANIFEST).read_text())
-    except (OSError, ValueError):
-        return None
-    return manifest if isinstance(manifest, dict) and manifest.get("kind") == MANIFEST_KIND else None
-
-
-def stale_reason(folder: Path, fingerprint: str, *, int8: bool = False) -> str | None:
-    """Why `folder` cannot serve the weights `fingerprint` (None when it can)."""
-    manifest = read_manifest(folder)
-    if manifest is None:
-        return "no export yet"
-    if manifest.get("format_version") != FORMAT_VERSION:
-        return f"format {manifest.get('format_version')} is not {FORMAT_VERSION}"
-    if manifest.get("fingerprint") != fingerprint:
-        return f"exported from weights {manifest.get('fingerprint')}, the checkpoint is now {fingerprint}"
-    files = manifest.get("files", {})
-    wanted = [TEXT, IMAGE, *(INT8.values() if int8 else ())]
-    for name in wanted:
-        if name not in files:
-            return f"{name} not exported yet"
-        if not (Path(folder) / name).is_file() or sha256_file(Path(folder) / name) != files[name]:
-            return f"{name} is missing or does not match its recorded sha256"
-    return None
 
 
 # --- export and quantise ---------------------------------------------------------------------------
@@ -211,123 +192,3 @@ def _manifest(loaded: LoadedModel, fingerprint: str, files: dict[str, str]) -> d
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "files": files,
     }
-
-
-# --- ONNX Runtime sessions -------------------------------------------------------------------------
-
-
-def physical_cores() -> int:
-    """Cores this process may run on, counting each physical core once ($STYLESEARCH_THREADS overrides)."""
-    if os.environ.get("STYLESEARCH_THREADS"):
-        return max(1, int(os.environ["STYLESEARCH_THREADS"]))
-    allowed = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else set(range(os.cpu_count() or 1))
-    cores: set[tuple[str, str]] = set()
-    try:
-        for cpu in allowed:
-            topo = Path(f"/sys/devices/system/cpu/cpu{cpu}/topology")
-            cores.add(((topo / "physical_package_id").read_text().strip(), (topo / "core_id").read_text().strip()))
-    except OSError:
-        return max(1, len(allowed))
-    return max(1, len(cores))
-
-
-def session_options(threads: int | None = None, *, spin: bool = True) -> Any:
-    """ORT options: `threads` intra-op threads (default: physical cores), one inter-op thread, full graph fusion.
-
-    `spin` keeps idle pool threads busy-waiting for the next op: lower latency for a text query,
-    but on a 2-core box it steals time from image-decoding workers, so image sessions turn it off.
-    """
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads or physical_cores()
-    options.inter_op_num_threads = 1
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
-    return options
-
-
-class OnnxEncoder:
-    """The `Encoder` contract over ONNX Runtime sessions of an exported CLIP (fp32 or int8).
-
-    Sessions are opened on first use, so a text-only searcher never loads the vision tower.
-    `InferenceSession.run` is thread-safe; one encoder can serve concurrent requests.
-    """
-
-    def __init__(self, folder: Path, *, int8: bool = False, batch_size: int = DEFAULT_BATCH_SIZE,
-                 threads: int | None = None, num_workers: int = DEFAULT_WORKERS):
-        from transformers import CLIPProcessor
-
-        self.folder = Path(folder)
-        manifest = read_manifest(self.folder)
-        if manifest is None:
-            raise StylesearchError(f"{self.folder} holds no ONNX export (no {MANIFEST}); run export_onnx first")
-        self.manifest = manifest
-        self.int8 = int8
-        self.backend = "onnx-int8" if int8 else "onnx"
-        self.dim = int(manifest["dim"])
-        self.fingerprint = str(manifest["fingerprint"])
-        self.name = str(manifest["model"])
-        self.max_tokens = int(manifest["max_text_tokens"])
-        self.batch_size = batch_size
-        self.num_workers = num_workers
-        self.threads = threads or physical_cores()
-        processor = CLIPProcessor.from_pretrained(str(self.folder / PROCESSOR))
-        self.tokenizer = processor.tokenizer
-        self.image_processor = processor.image_processor
-        self.preprocess = ClipPreprocess.from_processor(self.image_processor)
-        self._sessions: dict[str, Any] = {}
-        self._lock = threading.Lock()
-
-    def _session(self, tower: str) -> Any:
-        session = self._sessions.get(tower)
-        if session is None:
-            import onnxruntime as ort
-
-            with self._lock:
-                session = self._sessions.get(tower)
-                if session is None:
-                    path = self.folder / (INT8[tower] if self.int8 else tower)
-                    options = session_options(self.threads, spin=tower == TEXT)
-                    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-                    self._sessions[tower] = session
-        return session
-
-    def token_count(self, text: str) -> int:
-        return len(self.tokenizer(text, truncation=False)["input_ids"])
-
-    def encode_texts(self, texts: Sequence[str]) -> FloatArray:
-        session = self._session(TEXT)
-        out = [np.zeros((0, self.dim), np.float32)]
-        for start in range(0, len(texts), self.batch_size):
-            batch = list(texts[start : start + self.batch_size])
-            # Pad to the longest item in the batch, not to 77: a query is a handful of tokens.
-            tokens = self.tokenizer(batch, padding=True, truncation=True, max_length=self.max_tokens,
-                                    return_tensors="np")
-            feed = {"input_ids": tokens["input_ids"].astype(np.int64),
-                    "attention_mask": tokens["attention_mask"].astype(np.int64)}
-            out.append(_l2_normalise(session.run(None, feed)[0]))
-        return np.concatenate(out)
-
-    def encode_images(self, images: Sequence[Image.Image]) -> FloatArray:
-        out = [np.zeros((0, self.dim), np.float32)]
-        for start in range(0, len(images), self.batch_size):
-            out.append(self.encode_pixels(self.preprocess.batch(list(images[start : start + self.batch_size]))))
-        return np.concatenate(out)
-
-    def encode_pixels(self, pixels: torch.Tensor | np.ndarray) -> FloatArray:
-        array = pixels.numpy() if isinstance(pixels, torch.Tensor) else np.asarray(pixels)
-        feats = self._session(IMAGE).run(None, {"pixel_values": np.ascontiguousarray(array, dtype=np.float32)})[0]
-        return _l2_normalise(feats)
-
-    def encode_image_bytes(self, image_bytes_list: Sequence[bytes], *, where: Sequence[str] | None = None,
-                           progress: Any = None) -> FloatArray:
-        """Embed encoded images, decoding them in DataLoader workers while the model runs."""
-        return embed_image_bytes(self, image_bytes_list, preprocess=self.preprocess, batch_size=self.batch_size,
-                                 num_workers=self.num_workers, where=where, progress=progress)
-
-
-def _l2_normalise(feats: np.ndarray) -> FloatArray:
-    feats = np.asarray(feats, dtype=np.float32)
-    return feats / np.maximum(np.linalg.norm(feats, axis=1, keepdims=True), 1e-12)

@@ -24,13 +24,7 @@ from torchvision.transforms import v2
 
 from stylesearch.data.images import decode_image
 from stylesearch.model.clip import CLIP_MEAN, CLIP_STD
-
-# Chosen by the batch sweep in benchmarks/run.py (ViT-B/32 int8, 2 cores; docs/performance.md):
-# throughput is flat from 16 up, and 32 keeps a batch's pixels (19 MB) and activations small.
-DEFAULT_BATCH_SIZE = 32
-# One worker overlaps decoding with the model; more would steal the model's cores. On 2 busy cores
-# with 60x80 photos it measured no gain (docs/performance.md): 0 is as good a choice there.
-DEFAULT_WORKERS = 1
+from stylesearch.model.encoder import DEFAULT_BATCH_SIZE, DEFAULT_WORKERS
 
 
 @dataclass(frozen=True)

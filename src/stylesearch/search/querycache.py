@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from stylesearch.model.clip import Encoder, FloatArray
+from stylesearch.model.encoder import Encoder, FloatArray
 
 
 class CachedEncoder:

@@ -27,7 +27,8 @@ from stylesearch.data.images import decode_image
 from stylesearch.errors import ManifestMismatchError, QueryError
 from stylesearch.index.kinds import kind_of
 from stylesearch.index.store import IMAGES, EmbeddingIndex, plain_value
-from stylesearch.model.clip import Encoder
+from stylesearch.model.backends import load_encoder
+from stylesearch.model.encoder import Encoder
 from stylesearch.search.batching import MAX_BATCH, BatchingEncoder
 from stylesearch.search.lazy import Lazy
 from stylesearch.search.querycache import CachedEncoder
@@ -42,7 +43,6 @@ _YEAR = re.compile(r"^\s*(\d{4})?\s*(?:(-|\.\.|to)\s*(\d{4})?)?\s*$")
 
 class UnknownProductError(QueryError, KeyError):
     """A product id that is not in the index (a KeyError too, for dict-like callers)."""
-
     def __str__(self) -> str:  # KeyError would quote the message
         return str(self.args[0]) if self.args else ""
 
@@ -61,7 +61,6 @@ class Hit:
 
 class Searcher:
     """Text, image and similar-product search over one index with the model that built it."""
-
     def __init__(self, index: EmbeddingIndex, encoder: Encoder, *, hybrid: Lazy[Any] | None = None):
         if encoder.fingerprint != index.fingerprint:
             raise ManifestMismatchError(
@@ -187,6 +186,8 @@ class Searcher:
         """What `last_notice` will say about `query`, without state (for servers answering in parallel)."""
         limit = getattr(self.encoder, "max_tokens", None)
         if limit is None or not hasattr(self.encoder, "token_count"):
+            return None
+        if len(query.encode()) <= limit - 2:  # CLIP's BPE is byte-level: a token covers at least one byte
             return None
         tokens = self._token_count(" ".join(query.split()))
         if tokens <= limit:
@@ -363,7 +364,6 @@ def open_searcher(index: Path | str | EmbeddingIndex, *, encoder: Encoder | None
     if not isinstance(index, EmbeddingIndex):
         index = EmbeddingIndex.load(index, verify=verify)
     if encoder is None:
-        from stylesearch.model.backends import load_encoder
 
         encoder = load_encoder(model or _manifest_model(index.manifest), backend)
     return Searcher(index, encoder_stack(encoder, query_cache=query_cache, max_batch=max_batch))

@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 from stylesearch.common.files import atomic_write_text
 from stylesearch.config import TrainConfig, to_dict
 from stylesearch.data.prepare import ProcessedCatalog
-from stylesearch.evaluate.metrics import embed, title_retrieval
+from stylesearch.evaluate.metrics import batched_loss, embed, title_retrieval
 from stylesearch.model.checkpoint import STATE_FILE, check_resumable, load_training_state, save_checkpoint
 from stylesearch.model.clip import ClipEncoder, LoadedModel, load_model
 from stylesearch.model.preprocess import ClipPreprocess
@@ -51,7 +51,6 @@ class TrainResult:
 
 class StopRequest:
     """The first Ctrl-C asks the loop to stop at the next step boundary; a second one interrupts at once."""
-
     def __init__(self) -> None:
         self.requested = False
         self._previous: Any = None
@@ -126,8 +125,6 @@ def validation_recall(loaded: LoadedModel, frame: pd.DataFrame) -> dict[str, flo
 
 
 def val_loss(loaded: LoadedModel, frame: pd.DataFrame, batch_size: int) -> float:
-    from stylesearch.evaluate.metrics import batched_loss
-
     encoder = ClipEncoder(loaded, batch_size=64, device=next(loaded.model.parameters()).device)
     emb = embed(encoder, frame)
     scale = float(loaded.model.logit_scale.detach().clamp(max=MAX_LOGIT_SCALE))

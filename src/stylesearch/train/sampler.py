@@ -25,7 +25,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from stylesearch.common.files import atomic_write_bytes
+from stylesearch.data.images import decode_image
 from stylesearch.errors import StylesearchError
+from stylesearch.model.clip import ClipEncoder
+from stylesearch.train import distributed
 
 SAMPLERS = ("random", "confusable", "mixed", "hard")
 LABELS = ("subCategory", "articleType", "baseColour")
@@ -153,9 +157,6 @@ def mine_neighbours(image_vectors: np.ndarray, k: int = 8) -> np.ndarray:
 
 def image_vectors(loaded, frame: pd.DataFrame, rows: Sequence[int]) -> np.ndarray:
     """L2-normalised image embeddings of `frame`'s `rows`, in that order, under the current weights."""
-    from stylesearch.data.images import decode_image
-    from stylesearch.model.clip import ClipEncoder
-
     was_training = loaded.model.training
     encoder = ClipEncoder(loaded, batch_size=128, device=next(loaded.model.parameters()).device)
     images = frame["image"].tolist()
@@ -172,9 +173,6 @@ def mined_for_epoch(loaded, frame: pd.DataFrame, epoch: int, cache_dir: Path | N
     alone finds the neighbours, caches them and broadcasts them, so every rank plans the same batches.
     """
     import torch
-
-    from stylesearch.common.files import atomic_write_bytes
-    from stylesearch.train import distributed
 
     main = distributed.is_main()
     path = Path(cache_dir) / "mined" / f"epoch-{epoch}.npy" if cache_dir is not None else None
