@@ -16,9 +16,9 @@ from stylesearch.data.images import decode_image
 from stylesearch.errors import ManifestMismatchError, QueryError
 from stylesearch.index.store import EmbeddingIndex
 from stylesearch.model.clip import ClipEncoder, tiny_model
-from stylesearch.search.filters import parse_filters
+from stylesearch.search.filters import parse_filters, parse_year_range
 from stylesearch.search.legacy import load_embeddings, search_products
-from stylesearch.search.searcher import Hit, Searcher, UnknownProductError, parse_year_range
+from stylesearch.search.searcher import Hit, Searcher, UnknownProductError
 
 
 @pytest.fixture(scope="module")

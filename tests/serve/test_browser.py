@@ -118,10 +118,14 @@ def test_shopper_searches_filters_and_browses(page, searcher):
     expected = int(page.locator(f"label[for='{women.get_attribute('id')}'] .count").inner_text())
     women.check()
     expect(page.get_by_test_id("status")).to_contain_text(f"of {expected} products")
+    assert "gender=Women" in page.url  # the filter is part of the URL
     page.wait_for_function("() => !document.body.classList.contains('busy')")
     assert all(searcher.product(pid).attributes["gender"] == "Women" for pid in card_ids(page))
     expect(page.get_by_test_id("clear-filters")).to_be_visible()
-    expect(page.locator("[data-testid=facet-gender] [data-testid=facet-option]")).to_have_count(1)
+    # The other genders stay on offer (values in a group are "any of"), with the counts they would add.
+    men = page.locator("[data-testid=facet-option][data-column=gender][data-value=Men]")
+    expect(men).to_be_attached()
+    assert page.locator("[data-testid=facet-gender] [data-testid=facet-option]").count() > 1
 
     # 4. More like this on a card searches by that product.
     liked = cards.first.get_attribute("data-id")
@@ -304,3 +308,83 @@ def test_a_catalogue_s_own_columns_show_on_the_cards(browser, processed_dir, tmp
         extra = page.locator("[data-testid=result-card] [data-testid=card-extra]").first
         sync_api.expect(extra).to_have_text(re.compile(r"^price \d+(\.\d+)? · brand Acme$"))
         page.close()
+
+
+def test_back_forward_shared_urls_and_browsing_by_filters(page, searcher, base_url):
+    expect = sync_api.expect
+    box = page.get_by_test_id("search-input")
+    box.fill("red shirt")
+    box.press("Enter")
+    wait_for_results(page, "Results for “red shirt”")
+    box.fill("black watch")
+    box.press("Enter")
+    wait_for_results(page, "Results for “black watch”")
+    page.locator("[data-testid=facet-option][data-column=gender][data-value=Women]").check()
+    page.wait_for_function("() => location.search.includes('gender=Women')")
+    shared = page.url
+
+    page.go_back()  # the filter comes off
+    page.wait_for_function("() => !location.search.includes('gender')")
+    wait_for_results(page, "Results for “black watch”")
+    page.go_back()  # the previous query, not the page before the site
+    wait_for_results(page, "Results for “red shirt”")
+    expect(box).to_have_value("red shirt")
+    page.go_forward()
+    wait_for_results(page, "Results for “black watch”")
+
+    # A shared URL reproduces the page: query and filter, both ticked and applied.
+    other = page.context.new_page()
+    other.goto(shared)
+    wait_for_results(other, "Results for “black watch”")
+    expect(other.locator("[data-testid=facet-option][data-column=gender][data-value=Women]")).to_be_checked()
+    ids = card_ids(other)
+    assert ids and all(searcher.product(i).attributes["gender"] == "Women" for i in ids)
+    other.close()
+
+    # Two values of one group: either one passes.
+    page.goto(base_url + "/")
+    page.locator("[data-testid=facet-option][data-column=gender][data-value=Women]").check()
+    wait_for_results(page, "Browsing the catalogue")  # filters alone list products, in catalogue order
+    page.locator("[data-testid=facet-option][data-column=gender][data-value=Men]").check()
+    page.wait_for_function("() => location.search.includes('gender=Men')")
+    page.wait_for_function("() => !document.body.classList.contains('busy')")
+    expected = searcher.count({"gender": ["Women", "Men"]})
+    expect(page.get_by_test_id("status")).to_contain_text(f"of {expected:,} products with these filters")
+    order = [searcher.product(i).id for i in card_ids(page)]
+    assert order == [h.id for h in searcher.browse(k=len(order), filters={"gender": ["Women", "Men"]})]
+    assert page.problems == []
+
+
+def test_the_product_view_has_its_own_url_and_escape_and_back_close_it(page, searcher, base_url):
+    expect = sync_api.expect
+    page.get_by_test_id("search-input").fill("red shirt")
+    page.get_by_test_id("search-input").press("Enter")
+    wait_for_results(page, "Results for “red shirt”")
+    first = page.locator("[data-testid=result-card]").first
+    pid = first.get_attribute("data-id")
+    product = searcher.product(pid)
+    first.get_by_test_id("card-link").click()
+    view = page.get_by_test_id("product-view")
+    expect(view).to_be_visible()
+    expect(page.get_by_test_id("pv-title")).to_have_text(product.title)  # the full title, not cut
+    expect(page.get_by_test_id("pv-attributes")).to_contain_text(str(product.attributes["baseColour"]))
+    assert page.url.startswith(f"{base_url}/p/{pid}?q=red")
+    page.keyboard.press("Escape")
+    expect(view).to_be_hidden()
+    assert page.url == f"{base_url}/?q=red+shirt"
+    assert card_ids(page)[0] == pid  # the search underneath was kept
+
+    first.get_by_test_id("card-link").click()
+    expect(view).to_be_visible()
+    page.go_back()  # Back closes it too
+    expect(view).to_be_hidden()
+
+    # A shared product URL opens the view over the page; "More like this" in it searches by the product.
+    page.goto(f"{base_url}/p/{pid}")
+    expect(view).to_be_visible()
+    expect(page.get_by_test_id("pv-title")).to_have_text(product.title)
+    page.get_by_test_id("pv-similar").click()
+    wait_for_results(page, "More like this")
+    assert page.url == f"{base_url}/?like={pid}" and pid not in card_ids(page)
+    assert page.request.get(f"{base_url}/p/no-such-product").status == 404
+    assert page.problems == []

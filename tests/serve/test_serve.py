@@ -716,3 +716,13 @@ def test_uploads_over_the_cap_get_503_at_once_and_the_slot_frees(strict_port):
     time.sleep(1.0)  # the stalled one has timed out and given its slot back
     free = httpx.post(f"http://127.0.0.1:{strict_port}/api/search/image", files=files, timeout=5)
     assert free.status_code == 200 and free.json()["hits"]
+
+
+def test_browsing_lists_the_filtered_products_in_catalogue_order(client, searcher):
+    body = client.get("/api/products", params=[("gender", "Women"), ("gender", "Men"), ("k", 5), ("offset", 2)]).json()
+    wanted = searcher.browse(k=5, filters={"gender": ["Women", "Men"]}, offset=2)
+    assert [h["id"] for h in body["hits"]] == [h.id for h in wanted] and body["hits"][0]["rank"] == 3
+    assert body["total"] == searcher.count({"gender": ["Women", "Men"]}) and body["query"] is None
+    rows = [int(np.flatnonzero(searcher.index.products["id"].astype(str) == h.id)[0]) for h in wanted]
+    assert rows == sorted(rows)
+    assert client.get("/api/products", params={"colour": "Red"}).status_code == 400

@@ -10,9 +10,13 @@ the filter. The Searcher checks the values themselves against the catalogue.
 
 from __future__ import annotations
 
+import numbers
+import re
 from collections.abc import Iterable, Sequence
 
 from stylesearch.errors import QueryError
+
+FilterValue = str | int | Sequence[str] | tuple[int | None, int | None]
 
 MAX_FILTER_VALUES = 50  # per column: more is a mistake or an attack, not a shopper
 MAX_VALUE_CHARS = 200
@@ -58,3 +62,37 @@ def group(pairs: Iterable[tuple[str, str]], columns: Sequence[str] | None = None
 def _short(text: str, limit: int = 60) -> str:
     # Echo a user's key back, but never a megabyte of it.
     return repr(text if len(text) <= limit else text[:limit] + "...")
+
+
+# Values of numeric columns: one number or a range (year=2011-2013, price=10-50, price=100-, price=-12).
+_YEAR = re.compile(r"^\s*(\d{4})?\s*(?:(-|\.\.|to)\s*(\d{4})?)?\s*$")
+_NUMBER_RANGE = re.compile(r"^\s*(\d+(?:\.\d+)?)?\s*(?:(-|\.\.|to)\s*(\d+(?:\.\d+)?)?)?\s*$")
+
+
+def parse_number_range(column: str, value: FilterValue) -> tuple[float | None, float | None]:
+    """(lo, hi) from 20, "20", "10-50", "10..50", "10-" (10 and up) or "-50" (up to 50)."""
+    if isinstance(value, tuple) and len(value) == 2:
+        return value  # type: ignore[return-value]
+    match = _NUMBER_RANGE.match(str(value))
+    if not match or not (match.group(1) or match.group(3)):
+        raise QueryError(f"filter {column}={value!r}: give a number or a range, e.g. {column}=20 or {column}=10-50")
+    lo = float(match.group(1)) if match.group(1) else None
+    hi = float(match.group(3)) if match.group(3) else (None if match.group(2) else lo)
+    return lo, hi
+
+
+def parse_year_range(value: FilterValue) -> tuple[int | None, int | None]:
+    """(lo, hi) from 2012, "2012", "2011-2013", "2011-", "-2013" or (2011, None)."""
+    if isinstance(value, tuple) and len(value) == 2:
+        lo, hi = value
+        return (int(lo) if lo is not None else None, int(hi) if hi is not None else None)
+    if isinstance(value, numbers.Integral):  # numpy integers too
+        return int(value), int(value)
+    match = _YEAR.match(str(value))
+    if not match or not (match.group(1) or match.group(3)):
+        raise QueryError(f"year filter {value!r}: give a year (2012) or a range (2011-2013, 2011-, -2013)")
+    lo = int(match.group(1)) if match.group(1) else None
+    hi = int(match.group(3)) if match.group(3) else (lo if not match.group(2) else None)
+    if lo is not None and hi is not None and lo > hi:
+        raise QueryError(f"year filter {value!r}: the range is empty ({lo} > {hi})")
+    return lo, hi

@@ -11,8 +11,7 @@ import difflib
 import functools
 import io
 import logging
-import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -30,15 +29,14 @@ from stylesearch.index.store import IMAGES, EmbeddingIndex, plain_value
 from stylesearch.model.backends import load_encoder
 from stylesearch.model.encoder import Encoder
 from stylesearch.search.batching import MAX_BATCH, BatchingEncoder
+from stylesearch.search.filters import FilterValue, parse_number_range, parse_year_range
 from stylesearch.search.lazy import Lazy
 from stylesearch.search.querycache import CachedEncoder
 
 log = logging.getLogger(__name__)
 
-FilterValue = str | int | Sequence[str] | tuple[int | None, int | None]
 Filters = Mapping[str, FilterValue]
 ImageInput = Image.Image | bytes | str | Path
-_YEAR = re.compile(r"^\s*(\d{4})?\s*(?:(-|\.\.|to)\s*(\d{4})?)?\s*$")
 
 
 class UnknownProductError(QueryError, KeyError):
@@ -133,6 +131,15 @@ class Searcher:
         self.last_notice = None
         row = self._row(product_id)
         return self._ranked(self.index.vectors([row])[0], k, filters, offset, exclude=row)
+
+    def browse(self, k: int = 10, filters: Filters | None = None, offset: int = 0) -> list[Hit]:
+        """Products that pass `filters`, in catalogue order (no query to rank by); score 0."""
+        if k < 1 or offset < 0:
+            raise QueryError(f"k must be at least 1 and offset at least 0 (got k={k}, offset={offset})")
+        self.last_notice = None
+        rows = self.rows_matching(filters)
+        rows = np.arange(len(self)) if rows is None else rows
+        return [self.hit(offset + i + 1, int(row), 0.0) for i, row in enumerate(rows[offset:offset + k])]
 
     def product(self, product_id: str) -> Product:
         row = self._row(product_id)
@@ -306,7 +313,6 @@ def _manifest_model(manifest: dict[str, Any]) -> str:
 
 # Product columns that are not attributes a shopper filters on.
 NOT_FILTERS = frozenset({"id", "title", "full_text", "image_sha256", "content_sha256"})
-_NUMBER_RANGE = re.compile(r"^\s*(\d+(?:\.\d+)?)?\s*(?:(-|\.\.|to)\s*(\d+(?:\.\d+)?)?)?\s*$")
 
 
 def _user_value(value: object) -> str | int | float | None:
@@ -317,35 +323,6 @@ def _user_value(value: object) -> str | int | float | None:
     if isinstance(value, float) and value.is_integer():
         return int(value)
     return value if isinstance(value, (int, float)) else str(value)
-
-
-def parse_number_range(column: str, value: FilterValue) -> tuple[float | None, float | None]:
-    """(lo, hi) from 20, "20", "10-50", "10..50", "10-" (10 and up) or "-50" (up to 50)."""
-    if isinstance(value, tuple) and len(value) == 2:
-        return value  # type: ignore[return-value]
-    match = _NUMBER_RANGE.match(str(value))
-    if not match or not (match.group(1) or match.group(3)):
-        raise QueryError(f"filter {column}={value!r}: give a number or a range, e.g. {column}=20 or {column}=10-50")
-    lo = float(match.group(1)) if match.group(1) else None
-    hi = float(match.group(3)) if match.group(3) else (None if match.group(2) else lo)
-    return lo, hi
-
-
-def parse_year_range(value: FilterValue) -> tuple[int | None, int | None]:
-    """(lo, hi) from 2012, "2012", "2011-2013", "2011-", "-2013" or (2011, None)."""
-    if isinstance(value, tuple) and len(value) == 2:
-        lo, hi = value
-        return (int(lo) if lo is not None else None, int(hi) if hi is not None else None)
-    if isinstance(value, (int, np.integer)):
-        return int(value), int(value)
-    match = _YEAR.match(str(value))
-    if not match or not (match.group(1) or match.group(3)):
-        raise QueryError(f"year filter {value!r}: give a year (2012) or a range (2011-2013, 2011-, -2013)")
-    lo = int(match.group(1)) if match.group(1) else None
-    hi = int(match.group(3)) if match.group(3) else (lo if not match.group(2) else None)
-    if lo is not None and hi is not None and lo > hi:
-        raise QueryError(f"year filter {value!r}: the range is empty ({lo} > {hi})")
-    return lo, hi
 
 
 def open_searcher(index: Path | str | EmbeddingIndex, *, encoder: Encoder | None = None, model: str | None = None,

@@ -166,6 +166,12 @@ def create_app(searcher: Searcher, cfg: ServeConfig = ServeConfig(), *,
         return await run_search(request, None, k, offset,
                                 lambda s, f: s.search_image(image, k=k, filters=f or None, offset=offset))
 
+    @app.get("/api/products", response_model=SearchOut, responses=ERRORS, openapi_extra=filter_docs,
+             tags=["products"], summary="Browse the products that pass the filters, in catalogue order")
+    async def browse(request: Request, k: int = Query(10, ge=1, le=cfg.max_k),
+                     offset: int = Query(0, ge=0, le=MAX_OFFSET)) -> SearchOut:
+        return await run_search(request, None, k, offset, lambda s, f: s.browse(k=k, filters=f or None, offset=offset))
+
     @app.get("/api/products/{product_id}", response_model=ProductOut, responses=ERRORS, tags=["products"],
              summary="One product")
     async def product(product_id: str = Path(..., max_length=128)) -> ProductOut:
@@ -213,6 +219,14 @@ def create_app(searcher: Searcher, cfg: ServeConfig = ServeConfig(), *,
 
     @app.get("/", include_in_schema=False)
     async def page() -> Response:
+        body, kind = assets["index.html"]
+        return Response(body, media_type=kind, headers={"Cache-Control": "no-cache"})
+
+    @app.get("/p/{product_id}", include_in_schema=False)
+    async def product_page(product_id: str = Path(..., max_length=128)) -> Response:
+        # The page opens the product view itself; an unknown id is a 404 here, not a blank dialog.
+        current = now()
+        await light.run(lambda: lookup(current, product_id))
         body, kind = assets["index.html"]
         return Response(body, media_type=kind, headers={"Cache-Control": "no-cache"})
 

@@ -21,7 +21,7 @@ const COLOURS = {
 };
 
 const state = {
-  mode: "idle",        // idle | text | image | similar
+  mode: "idle",        // idle | browse (filters, no query) | text | image | similar
   q: "",
   hybrid: true,        // "Match words" (on by default, as in the API): hybrid for text queries; off = mode=clip
   file: null,          // the File searched with, kept for "load more"
@@ -40,7 +40,8 @@ document.addEventListener("DOMContentLoaded", () => {
   for (const id of ["search-form", "q", "upload-button", "file-input", "facets", "clear-filters", "status",
                     "results-title", "mode-chip", "mode-thumb", "mode-text", "mode-clear", "notice", "error",
                     "welcome", "grid", "load-more", "dropzone", "card-template", "results",
-                    "filters-toggle", "filter-count", "match-words"]) {
+                    "filters-toggle", "filter-count", "match-words", "product-view", "pv-image", "pv-title",
+                    "pv-attributes", "pv-similar", "pv-close"]) {
     els[id] = $(id);
   }
   els["search-form"].addEventListener("submit", (event) => {
@@ -62,7 +63,7 @@ document.addEventListener("DOMContentLoaded", () => {
     if (state.q) startText(state.q); else reset();
     els.q.focus();
   });
-  els["clear-filters"].addEventListener("click", () => { state.filters.clear(); refresh(); });
+  els["clear-filters"].addEventListener("click", () => { state.filters.clear(); remember(); refresh(); });
   els["load-more"].addEventListener("click", () => search(false));
   els["filters-toggle"].addEventListener("click", () => {  // small screens fold the filters away
     const open = els.facets.closest(".filters").classList.toggle("open");
@@ -75,16 +76,125 @@ document.addEventListener("DOMContentLoaded", () => {
   });
   setUpDragAndDrop();
 
-  state.hybrid = els["match-words"].checked = new URLSearchParams(location.search).get("mode") !== "clip";
-  const initial = new URLSearchParams(location.search).get("q");
-  if (initial) { els.q.value = initial; startText(initial); } else { loadFacets(); }
+  els["pv-close"].addEventListener("click", closeProduct);
+  els["product-view"].addEventListener("cancel", (event) => { event.preventDefault(); closeProduct(); });  // Escape
+  els["pv-similar"].addEventListener("click", () => {
+    const product = viewed;
+    closeProduct();
+    startSimilar(product);
+  });
+  // Every search state is a URL: Back and Forward step through them, and a shared link reproduces one.
+  window.addEventListener("popstate", restoreFromUrl);
+  restoreFromUrl();
 });
+
+// --- the URL is the state ------------------------------------------------------------------------
+
+const URL_KEYS = new Set(["q", "mode", "like"]);
+
+// --- the product view: /p/{id}, over the search it was opened from --------------------------------
+
+let viewed = null;  // {id, title, image} of the product in the dialog
+
+function productId() {
+  const match = location.pathname.match(/^\/p\/([^/]+)$/);
+  return match ? decodeURIComponent(match[1]) : null;
+}
+
+function openProduct(hit) {
+  history.pushState({ product: true }, "", `/p/${encodeURIComponent(hit.id)}` + location.search);
+  showProduct(hit.id);
+}
+
+function closeProduct() {
+  if (!els["product-view"].open) return;
+  if (history.state && history.state.product) history.back();  // opened here: Back is the way out
+  else { history.pushState(null, "", "/" + location.search); els["product-view"].close(); }
+}
+
+async function showProduct(id) {
+  const dialog = els["product-view"];
+  let product;
+  try { product = await answer(await fetch(`/api/products/${encodeURIComponent(id)}`)); } catch (err) {
+    showError(err.message);
+    return;
+  }
+  viewed = { id: product.id, title: product.title, image: product.image_url };
+  els["pv-image"].src = product.image_url;
+  els["pv-image"].alt = product.title;
+  els["pv-title"].textContent = product.title;
+  const rows = document.createDocumentFragment();
+  for (const [name, value] of Object.entries(product.attributes || {})) {
+    if (value === null || value === "") continue;
+    const dt = document.createElement("dt");
+    dt.textContent = name;
+    const dd = document.createElement("dd");
+    dd.textContent = typeof value === "number" ? value.toLocaleString() : value;
+    rows.append(dt, dd);
+  }
+  els["pv-attributes"].replaceChildren(rows);
+  if (!dialog.open) dialog.showModal();
+  els["pv-close"].focus();
+}
+
+function urlFor() {
+  const params = new URLSearchParams();  // the product view's /p/{id} closes on any new search
+  if (state.mode === "text") {
+    params.set("q", state.q);
+    if (!state.hybrid) params.set("mode", "clip");
+  } else if (state.mode === "similar") {
+    params.set("like", state.product.id);
+  }
+  filterParams(params);
+  const query = params.toString();
+  return "/" + (query ? "?" + query : "");
+}
+
+function remember() {
+  // A photo search cannot live in a URL (the photo stays in this tab); it keeps the URL it came from.
+  if (state.mode === "image") return;
+  const url = urlFor();
+  if (url !== location.pathname + location.search) history.pushState(null, "", url);
+  shownSearch = location.search;
+}
+
+let shownSearch = null;  // the search part of the URL the results on screen belong to
+
+async function restoreFromUrl() {
+  const id = productId();
+  if (id) showProduct(id);
+  else if (els["product-view"].open) els["product-view"].close();
+  if (shownSearch === location.search && (id || els.grid.children.length)) return;  // only the dialog changed
+  shownSearch = location.search;
+  const params = new URLSearchParams(location.search);
+  state.filters = new Map();
+  for (const [column, value] of params) {
+    if (URL_KEYS.has(column)) continue;
+    if (!state.filters.has(column)) state.filters.set(column, new Set());
+    state.filters.get(column).add(value);
+  }
+  state.hybrid = els["match-words"].checked = params.get("mode") !== "clip";
+  const q = params.get("q");
+  const like = params.get("like");
+  els.q.value = q || "";
+  if (q) {
+    Object.assign(state, { mode: "text", q, file: null, product: null });
+  } else if (like) {
+    let title = like;
+    try { title = (await answer(await fetch(`/api/products/${encodeURIComponent(like)}`))).title; } catch { /* shown as its id */ }
+    Object.assign(state, { mode: "similar", q: "", file: null,
+                           product: { id: like, title, image: `/images/${encodeURIComponent(like)}` } });
+  } else {
+    Object.assign(state, { mode: state.filters.size ? "browse" : "idle", q: "", file: null, product: null });
+  }
+  if (state.mode === "idle") reset(false); else search(true);
+}
 
 // --- starting searches -------------------------------------------------------------------------
 
 function startText(q) {
   Object.assign(state, { mode: "text", q, file: null, product: null });
-  history.replaceState(null, "", "?q=" + encodeURIComponent(q) + (state.hybrid ? "" : "&mode=clip"));
+  remember();
   refresh();
 }
 
@@ -96,14 +206,16 @@ function startImage(file) {
 
 function startSimilar(product) {
   Object.assign(state, { mode: "similar", product, file: null });
+  remember();
   refresh();
   els.results.focus({ preventScroll: true });
   window.scrollTo({ top: 0, behavior: "smooth" });
 }
 
-function reset() {
+function reset(record = true) {
   Object.assign(state, { mode: "idle", q: "", file: null, product: null, offset: 0, total: 0 });
-  history.replaceState(null, "", location.pathname);
+  state.filters.clear();
+  if (record) remember();
   els.grid.replaceChildren();
   els.welcome.hidden = false;
   els["load-more"].hidden = true;
@@ -114,14 +226,17 @@ function reset() {
 }
 
 function refresh() {
-  if (state.mode === "idle") { renderFilterState(); loadFacets(); return; }
+  // Filters with nothing typed browse the catalogue; dropping the last one goes back to the start.
+  if ((state.mode === "idle" || state.mode === "browse") && !state.filters.size) { reset(false); return; }
+  if (state.mode === "idle") state.mode = "browse";
   search(true);
 }
 
 // --- talking to the API ------------------------------------------------------------------------
 
-function filterParams(params = new URLSearchParams()) {
+function filterParams(params = new URLSearchParams(), except = null) {
   for (const [column, values] of state.filters) {
+    if (column === except) continue;
     for (const value of values) params.append(column, value);
   }
   return params;
@@ -136,6 +251,8 @@ async function search(fresh) {
     params.set("q", state.q);
     params.set("mode", state.hybrid ? "hybrid" : "clip");
     request = fetch("/api/search?" + params);
+  } else if (state.mode === "browse") {
+    request = fetch("/api/products?" + params);
   } else if (state.mode === "image") {
     const form = new FormData();
     form.append("file", state.file, state.file.name || "photo");
@@ -163,10 +280,15 @@ async function loadFacets() {
   const ticket = state.request;
   // Counts over the filtered catalogue (not the query's top results), so a facet's count is the
   // number of results ticking it gives; it also spares the server a second text encoding.
-  const params = filterParams();
+  // A group with values ticked counts under every filter but its own, so its other values stay in
+  // view with the counts that adding them would give (values within a group are "any of").
+  const groups = [...state.filters.keys()];
   try {
-    const body = await answer(await fetch("/api/facets?" + params));
-    if (ticket === state.request) renderFacets(body.facets);
+    const [all, ...own] = await Promise.all([filterParams(), ...groups.map((g) => filterParams(undefined, g))]
+      .map(async (params) => (await answer(await fetch("/api/facets?" + params))).facets));
+    const facets = { ...all };
+    groups.forEach((group, i) => { if (own[i][group]) facets[group] = own[i][group]; });
+    if (ticket === state.request) renderFacets(facets);
   } catch (err) {
     els.facets.replaceChildren(paragraph("Filters are unavailable: " + err.message, "muted"));
   }
@@ -192,9 +314,11 @@ function render(body, fresh) {
   els.grid.append(cards);
   renderMode();
   const shown = els.grid.children.length;
-  const what = state.mode === "text" ? `for “${state.q}”`
+  const what = state.mode === "text" ? `ranked for “${state.q}”`
+    : state.mode === "browse" ? "with these filters"
     : state.mode === "image" ? "that look like your photo" : `like “${state.product.title}”`;
   els["results-title"].textContent = state.mode === "text" ? `Results for “${state.q}”`
+    : state.mode === "browse" ? "Browsing the catalogue"
     : state.mode === "image" ? "Similar to your photo" : "More like this";
   els.status.replaceChildren();
   if (!shown) {
@@ -223,7 +347,16 @@ function card(hit) {
   img.src = hit.image_url;
   img.alt = hit.title;
   node.dataset.id = hit.id;
-  node.querySelector(".card-title").textContent = hit.title;
+  const link = document.createElement("a");  // a real link: keyboard, middle-click and "copy link" work
+  link.href = `/p/${encodeURIComponent(hit.id)}`;
+  link.textContent = hit.title;
+  link.dataset.testid = "card-link";
+  link.addEventListener("click", (event) => {
+    if (event.button !== 0 || event.metaKey || event.ctrlKey || event.shiftKey) return;
+    event.preventDefault();
+    openProduct(hit);
+  });
+  node.querySelector(".card-title").replaceChildren(link);
   node.querySelector(".card-colour").textContent = attrs.baseColour || "—";
   node.querySelector(".card-type").textContent = attrs.articleType || attrs.subCategory || "";
   paintSwatch(node.querySelector(".swatch"), attrs.baseColour);
@@ -237,11 +370,13 @@ function card(hit) {
     node.querySelector(".card-title").after(line);
   }
   const score = node.querySelector(".score");
+  score.hidden = state.mode === "browse";  // catalogue order: there is no score to show
   score.textContent = hit.score.toFixed(1);
   score.title = `CLIP score ${hit.score.toFixed(2)} (100 × cosine similarity), rank ${hit.rank}`;
   const more = node.querySelector(".more-like-this");
   more.setAttribute("aria-label", `More like ${hit.title}`);
   more.addEventListener("click", () => startSimilar({ id: hit.id, title: hit.title, image: hit.image_url }));
+  img.addEventListener("click", () => openProduct(hit));
   return node;
 }
 
@@ -342,6 +477,8 @@ function toggleFilter(column, value, on) {
   const values = state.filters.get(column) || new Set();
   if (on) values.add(value); else values.delete(value);
   if (values.size) state.filters.set(column, values); else state.filters.delete(column);
+  if (state.mode === "idle" && state.filters.size) state.mode = "browse";
+  remember();
   refresh();
 }
 
