@@ -388,3 +388,14 @@ def test_the_product_view_has_its_own_url_and_escape_and_back_close_it(page, sea
     assert page.url == f"{base_url}/?like={pid}" and pid not in card_ids(page)
     assert page.request.get(f"{base_url}/p/no-such-product").status == 404
     assert page.problems == []
+
+
+def test_a_typo_is_corrected_and_the_page_says_so(page, searcher):
+    word = next(w for w in searcher.index.products["title"].str.lower().str.split().explode()
+                if len(w) >= 6 and w.isalpha())
+    typo = word[:2] + word[3:]
+    page.get_by_test_id("search-input").fill(typo)
+    page.get_by_test_id("search-input").press("Enter")
+    wait_for_results(page, f"Results for “{typo}”")
+    sync_api.expect(page.get_by_test_id("notice")).to_contain_text(f"showing results for “{word}”")
+    assert page.problems == []

@@ -16,6 +16,7 @@ from stylesearch.errors import QueryError, StylesearchError
 from stylesearch.index.kinds import KINDS, with_kind
 from stylesearch.search.filters import parse_filters
 from stylesearch.search.modes import DEFAULT_MODE, check_mode
+from stylesearch.search.modes import run as run_in_mode
 from stylesearch.search.modes import search as search_in_mode
 
 if TYPE_CHECKING:
@@ -78,6 +79,8 @@ def search_command(
     mode: str | None = typer.Option(None, "--mode", help="hybrid (CLIP fused with BM25 and query attributes) | "
                                     f"clip (CLIP alone) [text queries: {DEFAULT_MODE}; --image and --like: clip]. "
                                     "See docs/quality.md."),
+    exact: bool = typer.Option(False, "--exact", help="Search for the words as typed; by default a word the "
+                               "catalogue does not use is corrected to a close one it does ('drss' -> 'dress')."),
     backend: str = typer.Option("torch", "--backend", help="Model runtime: torch | onnx | onnx-int8 "
                                 "(ONNX Runtime, exported once and cached beside the checkpoint; docs/performance.md)."),
 ) -> None:
@@ -95,23 +98,30 @@ def search_command(
     if not chosen:
         _interactive(searcher, k, wanted, mode, chosen_mode=given is not None)
         return
+    corrected = None
     if image is not None:
         hits = searcher.search_image(image, k, wanted, offset)
     elif like is not None:
         hits = searcher.similar(like, k, wanted, offset)
     else:
-        hits = search_in_mode(searcher, str(query), k, wanted, offset, mode=mode)
+        answer = run_in_mode(searcher, str(query), k, wanted, offset, mode, correct=not exact)
+        hits, corrected = answer.hits, answer.corrected
     _show(hits, searcher, as_json, title=str(query if query is not None else image or f"like {like}"),
-          filters=wanted, k=k)
+          filters=wanted, k=k, corrected=corrected)
 
 
-def _show(hits: list[Hit], searcher: Searcher, as_json: bool, *, title: str, filters: dict[str, Any], k: int) -> None:
+def _show(hits: list[Hit], searcher: Searcher, as_json: bool, *, title: str, filters: dict[str, Any], k: int,
+          corrected: str | None = None) -> None:
     if as_json:
         payload: dict[str, Any] = {"query": title, "k": k, "filters": filters, "hits": [h.to_dict() for h in hits]}
+        if corrected:
+            payload["corrected"] = corrected
         if searcher.last_notice:
             payload["notice"] = searcher.last_notice
         print_json(payload)
         return
+    if corrected:
+        err_console.print(f"showing results for “{corrected}” (--exact searches for what you typed)", highlight=False)
     if searcher.last_notice:
         err_console.print(f"[yellow]notice:[/yellow] {searcher.last_notice}", highlight=False)
     console.print(hits_table(hits, title=title))

@@ -29,6 +29,7 @@ class Answer:
 
     hits: list[Hit]
     notice: str | None = None
+    corrected: str | None = None  # what was searched for, when the query's spelling was corrected
 
 
 def _clip(searcher: Searcher, query: str, k: int, filters: Mapping | None, offset: int, wait: bool) -> Answer:
@@ -61,15 +62,29 @@ def check_mode(mode: str) -> str:
 
 
 def run(searcher: Searcher, query: str, k: int = 10, filters: Mapping | None = None, offset: int = 0,
-        mode: str = DEFAULT_MODE, *, wait: bool = True) -> Answer:
-    """Rank `query` in `mode`; with `wait=False` a mode still being prepared answers by CLIP, with a notice."""
-    return MODES[check_mode(mode)](searcher, query, k, filters, offset, wait)
+        mode: str = DEFAULT_MODE, *, wait: bool = True, correct: bool = True) -> Answer:
+    """Rank `query` in `mode`; with `wait=False` a mode still being prepared answers by CLIP, with a notice.
+
+    With `correct`, words the catalogue does not use are corrected to close ones it does
+    (search.spelling), and the answer says what was searched for instead.
+    """
+    ranker = MODES[check_mode(mode)]
+    corrected = None
+    if correct:
+        from stylesearch.search.spelling import speller_for
+
+        corrected = speller_for(searcher).correct(query)
+    answer = ranker(searcher, corrected or query, k, filters, offset, wait)
+    if corrected is None:
+        return answer
+    said = f"showing results for “{corrected}”"
+    return Answer(answer.hits, "; ".join(n for n in (said, answer.notice) if n), corrected)
 
 
 def search(searcher: Searcher, query: str, k: int = 10, filters: Mapping | None = None, offset: int = 0,
-           mode: str = "clip") -> list[Hit]:
-    """The hits of `query` in `mode` (CLIP alone unless asked, as the seed's API did).
+           mode: str = "clip", *, correct: bool = False) -> list[Hit]:
+    """The hits of `query` in `mode` (CLIP alone and as typed unless asked, as the seed's API did).
 
-    >>> search(searcher, "red dress", k=5, mode="hybrid")  # doctest: +SKIP
+    >>> search(searcher, "red drss", k=5, mode="hybrid", correct=True)  # doctest: +SKIP
     """
-    return run(searcher, query, k, filters, offset, mode).hits
+    return run(searcher, query, k, filters, offset, mode, correct=correct).hits

@@ -59,7 +59,8 @@ class Hit:
 
 class Searcher:
     """Text, image and similar-product search over one index with the model that built it."""
-    def __init__(self, index: EmbeddingIndex, encoder: Encoder, *, hybrid: Lazy[Any] | None = None):
+    def __init__(self, index: EmbeddingIndex, encoder: Encoder, *, hybrid: Lazy[Any] | None = None,
+                 spelling: Lazy[Any] | None = None):
         if encoder.fingerprint != index.fingerprint:
             raise ManifestMismatchError(
                 f"the index at {index.path} was built with model '{index.manifest['model']['name']}' "
@@ -83,6 +84,7 @@ class Searcher:
         # Hybrid search's BM25 index and vocabulary (search.hybrid), built on first use and shared by
         # every Searcher over this index (`with_encoder`), so a server's view and its owner's agree.
         self.hybrid: Lazy[Any] = hybrid if hybrid is not None else Lazy()
+        self.spelling: Lazy[Any] = spelling if spelling is not None else Lazy()  # search.spelling, on first use
         # A server asks for a query's notice beside encoding it: count each text's tokens once, not twice.
         self._token_count = functools.lru_cache(maxsize=1024)(lambda text: int(self.encoder.token_count(text)))
 
@@ -99,7 +101,7 @@ class Searcher:
 
     def with_encoder(self, encoder: Encoder) -> Searcher:
         """Another Searcher over the same index (and the same hybrid state) with `encoder` in front of it."""
-        return type(self)(self.index, encoder, hybrid=self.hybrid)
+        return type(self)(self.index, encoder, hybrid=self.hybrid, spelling=self.spelling)
 
     def __len__(self) -> int:
         return len(self._ids)

@@ -48,7 +48,7 @@ LIGHT_THREADS = 8  # product lookups and photos: no model involved
 MAX_OFFSET = 10_000  # faiss ranks offset+k rows per query; deeper paging is a scraper, not a shopper
 MAX_ENUM = 500  # filter values listed in the OpenAPI schema; a column with more is described, not listed
 FORM_SLACK = 64 * 1024  # multipart headers and boundaries around the uploaded file
-SEARCH_PARAMS = frozenset({"q", "k", "offset", "mode"})
+SEARCH_PARAMS = frozenset({"q", "k", "offset", "mode", "correct"})
 
 ASSETS = {"app.js": "text/javascript; charset=utf-8", "app.css": "text/css; charset=utf-8",
           "favicon.svg": "image/svg+xml", "docs.js": "text/javascript; charset=utf-8"}
@@ -139,6 +139,8 @@ def create_app(searcher: Searcher, cfg: ServeConfig = ServeConfig(), *,
                           mode: str = Query(DEFAULT_MODE, pattern=f"^({'|'.join(modes.MODES)})$",
                                             description="hybrid: CLIP fused with BM25 and the attributes the query "
                                                         "names (the default); clip: CLIP similarity alone"),
+                          correct: bool = Query(True, description="correct words the catalogue does not use to "
+                                                                  "close ones it does ('drss' -> 'dress')"),
                           ) -> SearchOut:
         query = q.strip()
         if not query:
@@ -147,12 +149,15 @@ def create_app(searcher: Searcher, cfg: ServeConfig = ServeConfig(), *,
 
         def call(s: Searcher, f: dict[str, Any]) -> list[Any]:
             # Never wait for a mode still being prepared: a waiting request would hold a search thread.
-            answer = modes.run(s, query, k, f or None, offset, mode, wait=False)
+            answer = modes.run(s, query, k, f or None, offset, mode, wait=False, correct=correct)
             if answer.notice:
                 notes.append(answer.notice)
+            fixed.append(answer.corrected)
             return answer.hits
 
-        return await run_search(request, query, k, offset, call, notes)
+        fixed: list[str | None] = []
+        out = await run_search(request, query, k, offset, call, notes)
+        return out.model_copy(update={"corrected": fixed[0] if fixed else None})
 
     @app.post("/api/search/image", response_model=SearchOut, responses=ERRORS, openapi_extra=filter_docs,
               summary="Search by an uploaded picture", tags=["search"])

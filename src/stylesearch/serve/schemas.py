@@ -58,6 +58,7 @@ class SearchOut(BaseModel):
     took_ms: float = Field(description="server time for the search, encoding included")
     notice: str | None = Field(None, description="e.g. 'query truncated to 77 tokens'")
     filters: dict[str, list[str]] = Field(description="the filters applied, as given")
+    corrected: str | None = Field(None, description="what was searched for when the query's spelling was corrected")
 
 
 class FacetsOut(BaseModel):
