@@ -36,7 +36,7 @@ def friendly(func: F) -> F:
         try:
             return func(*args, **kwargs)
         except StylesearchError as err:
-            err_console.print(f"[red]error:[/red] {err}", highlight=False, markup=True)
+            err_console.print(f"[red]error:[/red] {escape(str(err))}", highlight=False, markup=True)
             raise typer.Exit(2) from None
         except Exception as err:  # a full disk or a read-only folder is the user's to fix, not a crash
             message = storage_problem(err)

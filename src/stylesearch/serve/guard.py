@@ -81,15 +81,17 @@ class RequestGuard:
                           "try again in a moment", retry_after=1)
             return
         seen, body_done = 0, False
+        deadline = asyncio.get_running_loop().time() + self.body_timeout  # for the whole body, not per chunk
 
         async def counted_receive() -> Message:
             nonlocal seen, body_done
             if body_done:  # after the body, receive() only waits for a disconnect: no deadline on that
                 return await receive()
             try:
-                message = await asyncio.wait_for(receive(), self.body_timeout)
+                left = max(0.0, deadline - asyncio.get_running_loop().time())
+                message = await asyncio.wait_for(receive(), left)
             except asyncio.TimeoutError:
-                raise HTTPException(408, f"the request body stopped arriving for {self.body_timeout:g} s") from None
+                raise HTTPException(408, f"the request body did not arrive within {self.body_timeout:g} s") from None
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 body_done = not message.get("more_body", False)
