@@ -19,3 +19,21 @@ if ! "$VENV_PY" -c "import playwright" 2>/dev/null; then
   "$VENV_PY" -m pip install -q "playwright>=1.40"
 fi
 "$VENV_PY" -c "import importlib.metadata as m; print('playwright', m.version('playwright'))"
+
+# axe-core for the accessibility check in the browser test: from npm at setup time, into an ignored
+# folder (never committed, never from a CDN). The test injects it into the page under test.
+AXE_VERSION="4.14.1"
+AXE_DIR=".ci/axe"
+if [ ! -f "$AXE_DIR/node_modules/axe-core/axe.min.js" ] || \
+   ! grep -q "\"version\": \"$AXE_VERSION\"" "$AXE_DIR/node_modules/axe-core/package.json" 2>/dev/null; then
+  if ! command -v npm >/dev/null; then
+    SUDO=""
+    if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+    export DEBIAN_FRONTEND=noninteractive
+    $SUDO apt-get update -qq
+    $SUDO apt-get install -y -qq --no-install-recommends npm >/dev/null
+  fi
+  mkdir -p "$AXE_DIR"
+  npm install --prefix "$AXE_DIR" --no-save --no-package-lock --no-audit --no-fund --silent "axe-core@$AXE_VERSION"
+fi
+echo "axe-core $AXE_VERSION"

@@ -3,8 +3,11 @@
     .venv/bin/python benchmarks/run.py            # ~6-9 min on 2 cores once the /tmp caches exist
     .venv/bin/python benchmarks/run.py --quick    # fewer images, queries and no 1M rows: a smoke test
 
-Straightforward: HF CLIPProcessor + CLIPModel fp32 (torch), text padded to 77 tokens, numpy brute
-force + argsort over all vectors. Ours: ONNX Runtime int8 (and fp32 for reference), text padded to
+Straightforward: exactly what the seed's `search_products` does: `CLIPProcessor(text=[query],
+padding=True)` (padded to the query's own length), CLIPModel fp32 (torch, default threads), numpy
+`argsort` over all vectors, then a DataFrame lookup. The text rows also show the same tower with the
+text padded to 77 tokens ("pad 77"), which an earlier version of this benchmark used as its baseline.
+Ours: ONNX Runtime int8 (and fp32 for reference), text padded to
 the longest item, DataLoader decode workers, FAISS (exact IndexFlatIP up to 200k vectors, HNSW above).
 
 The model is the real ViT-B/32 architecture with random weights (speed does not depend on the
@@ -152,11 +155,17 @@ def recall_at_k(found: np.ndarray, exact: np.ndarray) -> float:
 # --- the straightforward approach -----------------------------------------------------------------
 
 
-def straightforward_text(model: Any, processor: Any, text: str) -> np.ndarray:
-    """The baseline's text encoding: the processor padded to 77 tokens, then the torch text tower."""
+def straightforward_text(model: Any, processor: Any, text: str, *, pad77: bool = False) -> np.ndarray:
+    """The seed's text encoding: the processor on a one-query list with `padding=True`, the torch text tower.
+
+    `pad77` pads to CLIP's full context instead (about 5x the text tower's work for a short query).
+    """
     import torch
 
-    tokens = processor(text=[text], padding="max_length", max_length=77, truncation=True, return_tensors="pt")
+    if pad77:
+        tokens = processor(text=[text], padding="max_length", max_length=77, truncation=True, return_tensors="pt")
+    else:
+        tokens = processor(text=[text], padding=True, return_tensors="pt")
     with torch.no_grad():
         feats = model.get_text_features(**tokens)
     feats = feats if isinstance(feats, torch.Tensor) else feats.pooler_output
@@ -346,6 +355,13 @@ def part_interleaved(args: argparse.Namespace) -> dict[str, Any]:
         top = np.argsort(-(catalogue_vectors @ base_text(text)[0]))[:K]
         return meta.iloc[top].to_dict("records")
 
+    def base77_text(text: str) -> np.ndarray:
+        return straightforward_text(model, processor, text, pad77=True)
+
+    def base77_e2e(text: str) -> list[dict[str, Any]]:
+        top = np.argsort(-(catalogue_vectors @ base77_text(text)[0]))[:K]
+        return meta.iloc[top].to_dict("records")
+
     def ours_text(text: str) -> np.ndarray:
         return encoder.encode_texts([text])
 
@@ -360,7 +376,7 @@ def part_interleaved(args: argparse.Namespace) -> dict[str, Any]:
         return [records[i] for i in top[np.argsort(-scores[top])]]
 
     sides = {"base_text": base_text, "ours_text": ours_text, "base_e2e": base_e2e, "ours_e2e": ours_e2e,
-             "ours_e2e_numpy": ours_e2e_numpy}
+             "ours_e2e_numpy": ours_e2e_numpy, "base77_text": base77_text, "base77_e2e": base77_e2e}
     times: dict[str, list[float]] = {name: [] for name in sides}
     texts = queries(meta, args.queries, seed=4)
     for fn in sides.values():
@@ -499,6 +515,8 @@ def table(base: dict[str, Any], fp32: dict[str, Any], ours: dict[str, Any]) -> s
         ("text query latency p50 / p99, ms (*)", fmt_ms(base["text_ms"]), fmt_ms(fp32["text_ms"]),
          fmt_ms(ours["text_ms"]),
          ratio(base["text_ms"]["p50"], ours["text_ms"]["p50"])),
+        ("text query latency, baseline padded to 77 tokens (the old baseline), ms (*)", fmt_ms(base.get("text77_ms")),
+         "—", fmt_ms(ours["text_ms"]), ratio(base.get("text77_ms", {}).get("p50"), ours["text_ms"]["p50"])),
         ("search 34k p50 / p99, ms (numpy argsort vs FAISS flat, exact)", fmt_ms(base["search_34k_ms"]), "—",
          fmt_ms(ours["search_34k_ms"]), ratio(base["search_34k_ms"]["p50"], ours["search_34k_ms"]["p50"])),
         (f"search 1M p50 / p99, ms (numpy vs HNSW M={h.get('M')}, efSearch={h.get('efSearch')}, "
@@ -507,6 +525,8 @@ def table(base: dict[str, Any], fp32: dict[str, Any], ours: dict[str, Any]) -> s
                                                  ours.get("search_1m_ms", {}).get("p50"))),
         ("end-to-end text query over 34k p50 / p99, ms (encode + search + metadata) (*)", fmt_ms(base["e2e_ms"]), "—",
          fmt_ms(ours["e2e_ms"]), ratio(base["e2e_ms"]["p50"], ours["e2e_ms"]["p50"])),
+        ("end-to-end over 34k, baseline padded to 77 tokens (the old baseline), ms (*)", fmt_ms(base.get("e2e77_ms")),
+         "—", fmt_ms(ours["e2e_ms"]), ratio(base.get("e2e77_ms", {}).get("p50"), ours["e2e_ms"]["p50"])),
         ("end-to-end over 34k, exact search by numpy BLAS + argpartition instead of FAISS, ms", "—", "—",
          fmt_ms(ours.get("e2e_numpy_ms")), ratio(base["e2e_ms"]["p50"], ours.get("e2e_numpy_ms", {}).get("p50"))),
         ("end-to-end, repeated query (LRU cache hit) p50 / p99, ms", "—", "—", fmt_ms(ours["e2e_hit_ms"]),
@@ -519,7 +539,8 @@ def table(base: dict[str, Any], fp32: dict[str, Any], ours: dict[str, Any]) -> s
         ("peak RSS of the whole side (incl. 1M vectors), MB", f"{base['peak_rss_mb']:.0f}",
          f"{fp32['peak_rss_mb']:.0f}", f"{ours['peak_rss_mb']:.0f}", ""),
     ]
-    lines = ["| measure | straightforward (torch fp32, pad 77, numpy) | ONNX fp32 | ours (ONNX int8, FAISS) "
+    lines = ["| measure | straightforward (the seed's: torch fp32, padding=True, numpy) | ONNX fp32 "
+             "| ours (ONNX int8, FAISS) "
              "| ours vs straightforward |", "|---|---|---|---|---|"]
     lines += [f"| {' | '.join(row)} |" for row in rows]
     lines.append("\n(*) measured in one process, alternating the two sides query by query, so both see the same "
@@ -530,8 +551,10 @@ def table(base: dict[str, Any], fp32: dict[str, Any], ours: dict[str, Any]) -> s
 def targets(base: dict[str, Any], ours: dict[str, Any]) -> str:
     embed = ours["image_per_s"] / base["image_per_s"]
     e2e = base["e2e_ms"]["p50"] / ours["e2e_ms"]["p50"]
+    p50 = ours["e2e_ms"]["p50"]
     lines = [f"- catalogue embedding >= 2x: {embed:.1f}x -> {'met' if embed >= 2 else 'MISSED'}",
-             f"- end-to-end text query p50 >= 5x: {e2e:.1f}x -> {'met' if e2e >= 5 else 'MISSED'}"]
+             f"- end-to-end text query p50 >= 8x the seed's: {e2e:.1f}x -> {'met' if e2e >= 8 else 'MISSED'}",
+             f"- end-to-end text query p50 <= 15 ms at 34k: {p50:.1f} ms -> {'met' if p50 <= 15 else 'MISSED'}"]
     if "search_1m_ms" in ours:
         p50, recall = ours["search_1m_ms"]["p50"], ours["hnsw"]["recall_at_10"]
         ok = p50 <= 2 and recall >= 0.95
@@ -566,6 +589,7 @@ def main() -> None:
     # The latency rows come from the interleaved process (both sides under the same load).
     base["text_ms"], ours["text_ms"] = same["base_text"], same["ours_text"]
     base["e2e_ms"], ours["e2e_ms"], ours["e2e_numpy_ms"] = same["base_e2e"], same["ours_e2e"], same["ours_e2e_numpy"]
+    base["text77_ms"], base["e2e77_ms"] = same["base77_text"], same["base77_e2e"]
     command = " ".join(["python", "benchmarks/run.py", *sys.argv[1:]])
     print(f"`{command}` on {platform.processor() or platform.machine()}, "
           f"{os.cpu_count()} CPUs, {base['threads']} torch / {ours['threads']} ORT intra-op threads; "

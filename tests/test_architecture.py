@@ -109,3 +109,17 @@ def test_help_loads_no_model_library(command):
     got = loaded_by([*command, "--help"])
     assert got["code"] == 0 and "Usage" in got["out"]
     assert got["heavy"] == [], f"`stylesearch {' '.join(command)} --help` imported {got['heavy']}"
+
+
+def test_the_console_script_names_an_object_that_exists():
+    # The installed `stylesearch` command imports exactly what pyproject.toml names; tests that drive
+    # `stylesearch.cli.app` in-process cannot see a stale entry point.
+    import importlib
+
+    import tomllib
+
+    from stylesearch.cli import app
+
+    target = tomllib.loads((PACKAGE.parents[1] / "pyproject.toml").read_text())["project"]["scripts"]["stylesearch"]
+    module, _, attr = target.partition(":")
+    assert getattr(importlib.import_module(module), attr) is app

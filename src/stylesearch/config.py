@@ -64,6 +64,9 @@ class TinyPreset:
     # keeps the crop its tests and figures were made with. Either way the pixel cache holds what the
     # processor makes, so training and search see the same framing.
     squash: bool = False
+    # "conv": stride-2 3x3 convolutions in place of the linear patchify (model/stem.py); "patch" is CLIP's own.
+    stem: str = "patch"
+    text_layers: int | None = None  # the text tower's depth when it differs from the vision tower's (`layers`)
 
 
 @dataclass(frozen=True)
@@ -157,3 +160,55 @@ def from_dict(cls: type, data: dict[str, Any]) -> Any:
     names = {f.name for f in dataclasses.fields(cls)}
     kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items() if k in names}
     return cls(**kwargs)
+
+
+# --- curate: tag, audit, compose (stylesearch.curate) ---------------------------------------------
+
+
+@dataclass(frozen=True)
+class TagConfig:
+    # The Kaggle columns a shopper filters on; masterCategory/subCategory follow from articleType.
+    columns: tuple[str, ...] = ("articleType", "baseColour", "gender", "usage", "season")
+    # A user column is tagged too when it has 2..max_user_values values: more is an id or free text.
+    max_user_values: int = 30
+    min_examples: int = 3  # a value seen fewer times in train has no reliable prompt set (and no support)
+    # Catalogue texts averaged into one prompt per value: enough to cover its other attributes, cheap to encode.
+    prompts_per_value: int = 64
+    calibration_bins: int = 15  # ECE's usual bin count; fewer hides miscalibration, more is noise on 3k rows
+    fill_threshold: float = 0.9  # calibrated confidence a missing value needs before it is written in
+    seed: int = 0  # which catalogue texts make the prompts
+    # Weights of the image prototypes (mean train image per value) beside the text ones, and whether to add
+    # the train split's log value frequencies: each column takes the pair with the lowest val NLL. Text alone
+    # at a uniform prior tagged colour no better than the majority value with a 12-minute model (docs/catalogue.md).
+    image_weights: tuple[float, ...] = (0.0, 0.5, 1.0, 2.0, 4.0)
+    prior_weights: tuple[float, ...] = (0.0, 1.0)
+
+
+@dataclass(frozen=True)
+class AuditConfig:
+    columns: tuple[str, ...] = ("articleType", "baseColour", "gender")  # the mislabels a shopper notices
+    top: int = 200  # findings on the HTML page; the parquet holds every product
+    # Image cosine above which two ids are called near-duplicates: the same photo re-encoded or resized
+    # scores 0.99+, while two products of one type and colour rarely pass 0.97 (docs/catalogue.md).
+    duplicate_cosine: float = 0.98
+    max_duplicates: int = 1000  # pairs listed; a catalogue with more has a feed problem, not a few twins
+    # And the photos' 16x16 thumbnails must differ by at most this mean share of 255. With a 12-minute model
+    # cosine alone paired look-alike shots of different products; at 0.01 the pairs left are the same photo,
+    # often filed under several shade names (docs/catalogue.md).
+    max_pixel_difference: float = 0.01
+    flip_share: float = 0.02  # the issue's injection rate for the measurement
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class ComposeConfig:
+    # "like this, but in red" = image + w_delta * (text(new) - text(current)) + w_text * text(new).
+    # Image-text cosines are far smaller than image-image ones, so the text terms need weights above 1 to
+    # move the query at all; the best of a 7x7 grid on 1,000 val pairs (docs/catalogue.md).
+    w_delta: float = 1.0
+    w_text: float = 5.0
+    # Columns an edit can name, first match wins a word: colour edits are what shoppers ask most.
+    columns: tuple[str, ...] = ("baseColour", "articleType", "gender", "usage", "season")
+    # The catalogue view the model was trained on (train.textviews gender_colour_type), so old and new
+    # texts differ only in the edited words.
+    view: tuple[str, ...] = ("gender", "baseColour", "articleType")

@@ -27,3 +27,7 @@ class QueryError(StylesearchError):
 
 class ResumeMismatchError(ManifestMismatchError):
     """`--resume` asked for settings that differ from those the run was started with."""
+
+
+class IndexKindError(StylesearchError):
+    """An index kind that does not exist, or cannot be built over this many products."""

@@ -74,7 +74,7 @@ def test_like_and_image_search(index_dir: Path, searcher: Searcher, tmp_path: Pa
     (["red", "--filter", "colour=Red"], "unknown filter column 'colour'"),
     (["red", "--filter", "baseColour=Purple"], "unknown value 'Purple'"),
     (["   "], "empty query"),
-    (["red", "--like", "10001"], "give one of"),
+    (["--image", "q.jpg", "--like", "10001"], "give one of"),  # words with --like are an edit (issue 17)
     (["--like", "nope"], "unknown product id"),
 ])
 def test_search_errors_exit_2_with_a_message(index_dir: Path, args: list[str], message: str):

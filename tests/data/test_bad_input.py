@@ -14,6 +14,7 @@ import zlib
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from PIL import Image
 from typer.testing import CliRunner
@@ -248,6 +249,75 @@ def test_table_image_paths_outside_the_folder_need_the_opt_in(tmp_path):
     assert sorted(kept["id"]) == sorted([*GOOD_IDS, "401", "402"])
 
 
+def hf_parquet(tmp_path: Path, paths: dict[str, str]) -> Path:
+    """A local parquet in the HF schema: the four good products as inline bytes, then `paths` ids -> an
+    image path cell (bytes None), relative to the parquet's folder as the HF reader takes them."""
+    folder = tmp_path / "hf"
+    (folder / "pics").mkdir(parents=True)
+    rows = [{"id": int(pid), "productDisplayName": f"Roadster Men {colour} Tshirt {pid}", "baseColour": colour,
+             "image": {"bytes": jpeg(rgb), "path": None}} for pid, (colour, rgb) in GOOD.items()]
+    rows += [{"id": int(pid), "productDisplayName": f"Path Tshirt {pid}", "baseColour": "Red",
+              "image": {"bytes": None, "path": path}} for pid, path in paths.items()]
+    pd.DataFrame(rows).to_parquet(folder / "dev.parquet")
+    return folder / "dev.parquet"
+
+
+def test_hf_parquet_image_paths_must_stay_in_its_folder(tmp_path):
+    for n in (2, 3, 4):
+        (tmp_path / f"secret{n}.jpg").write_bytes(jpeg((9, 9, 50 * n)))
+    source = hf_parquet(tmp_path, {"501": "pics/501.jpg", "502": "../secret2.jpg", "503": str(tmp_path / "secret3.jpg"),
+                                   "504": "pics/504.jpg", "505": "PLACEHOLDER"})
+    folder = source.parent
+    (folder / "pics" / "501.jpg").write_bytes(jpeg((1, 200, 1)))
+    (folder / "pics" / "504.jpg").symlink_to(tmp_path / "secret4.jpg")  # a link inside that leads out
+    (folder / "pics" / "505.jpg").write_bytes(jpeg((2, 2, 200)))
+    frame = pd.read_parquet(source)  # 505: an absolute path, though to a file inside the folder
+    frame.at[8, "image"] = {"bytes": None, "path": str(folder / "pics" / "505.jpg")}
+    frame.to_parquet(source)
+    report, kept, _ = run_prepare(source, tmp_path)
+    unsafe = {i["product_id"]: i for i in report.dropped["unsafe image path"]}
+    assert report.counts() == {"unsafe image path": 4} and sorted(unsafe) == ["502", "503", "504", "505"]
+    assert [unsafe[p]["where"] for p in ("502", "503", "504", "505")] == \
+        [f"dev.parquet row {n} (id {p})" for n, p in zip((6, 7, 8, 9), ("502", "503", "504", "505"), strict=True)]
+    assert all("--images-anywhere" in i["reason"] for i in unsafe.values())
+    assert "outside" in unsafe["502"]["reason"] and "absolute" in unsafe["505"]["reason"]
+    assert sorted(kept["id"]) == [*GOOD_IDS, "501"]
+    report, kept, _ = run_prepare(source, tmp_path / "again", images_anywhere=True)
+    assert report.counts() == {} and sorted(kept["id"]) == sorted([*GOOD_IDS, "501", "502", "503", "504", "505"])
+
+
+def test_a_hub_dataset_s_image_paths_may_only_name_files_in_the_hub_cache(tmp_path, monkeypatch):
+    import sys
+    import types
+
+    import stylesearch.data.catalog as catalog_module
+
+    cache = tmp_path / "hf-cache"
+    (cache / "blobs").mkdir(parents=True)
+    (cache / "blobs" / "601.jpg").write_bytes(jpeg((1, 200, 1)))
+    (tmp_path / "private.jpg").write_bytes(jpeg((200, 1, 1)))
+    frame = pd.read_parquet(hf_parquet(tmp_path, {"601": str(cache / "blobs" / "601.jpg"),
+                                                  "602": str(tmp_path / "private.jpg")}))
+    fake = types.ModuleType("datasets")
+    fake.config = types.SimpleNamespace(HF_DATASETS_CACHE=str(cache))  # what the Hub client would name
+    monkeypatch.setitem(sys.modules, "datasets", fake)
+    monkeypatch.setattr(catalog_module, "_load_hub_dataset", lambda name, split: frame)
+    report = prepare(read_catalog("someone/fashion", fmt="hf"), PrepareConfig(), tmp_path / "out")
+    issue = only_issue(report, "unsafe image path")
+    assert issue["product_id"] == "602" and "outside" in issue["reason"] and issue["where"] == "fashion row 6 (id 602)"
+    assert report.rows_out == 5
+
+
+def test_table_rows_refused_for_their_image_are_named_by_line_even_after_dropped_rows(tmp_path):
+    csv_path = table_csv(tmp_path, {})
+    with csv_path.open("a") as f:  # line 6 is dropped at read time; line 7 must still be called line 7
+        f.write(",No Id Tshirt,pics/101.jpg,Tshirts,Red\n402,Parent Dir Tshirt,../x.jpg,Tshirts,Blue\n")
+    mapping = ColumnMapping(id="id", image="image", title="productDisplayName")
+    report, _, _ = run_prepare(csv_path, tmp_path, fmt="table", mapping=mapping)
+    assert report.dropped["catalogue"][0]["where"] == "catalog.csv line 6"
+    assert report.dropped["unsafe image path"][0]["where"] == "catalog.csv line 7 (id 402)"
+
+
 # --- odd but valid images: converted to the right RGB, never dropped ------------------------------
 
 
@@ -364,7 +434,7 @@ def test_a_cp1252_csv_gets_the_cp1252_hint_and_latin_1_is_refused_not_stored_as_
 
 
 def test_bytes_cp1252_cannot_read_get_the_latin_1_hint():
-    from stylesearch.data.catalog import guess_encoding
+    from stylesearch.data.csvtext import guess_encoding
 
     assert guess_encoding("Café".encode("latin-1") + b"\x81") == "latin-1"  # 0x81 is unassigned in cp1252
     assert guess_encoding("it’s".encode("cp1252")) == "cp1252"

@@ -103,3 +103,32 @@ def test_real_hf_parquet_reads_image_bytes(shared_data):
     catalog = read_catalog(shared_data / "dev.parquet")
     assert len(catalog) == 34377
     assert catalog.frame["image"].map(lambda b: isinstance(b, bytes) and b[:2] == b"\xff\xd8").all()
+
+
+# --- line numbers are physical lines, past quoted fields that span several ------------------------
+
+
+def test_kaggle_rows_after_a_multi_line_title_are_named_by_their_real_line(tmp_path):
+    csv = write(tmp_path / "styles.csv", HEADER
+                + '1,Men,Apparel,Topwear,Shirts,Blue,Fall,2011,Casual,"Blue Shirt\nwith a note\non three lines"\n'
+                + "2,Men,Apparel\n"  # line 5: too few fields
+                + '"../3",Men,Apparel,Topwear,Shirts,Blue,Fall,2011,Casual,Escaping Shirt\n'  # line 6
+                + "4,Men,Apparel,Topwear,Shirts,Blue,Fall,2011,Casual,Ok, with a comma\n")  # line 7
+    catalog = read_catalog(tmp_path)
+    assert [(i.where, i.product_id) for i in catalog.dropped] == [("styles.csv line 5", "2"),
+                                                                  ("styles.csv line 6", "../3")]
+    _, repaired, _ = read_styles_csv(csv)
+    assert [r.where for r in repaired] == ["styles.csv line 7"]
+    assert catalog.frame.loc[catalog.frame["id"] == "1", "title"].item() == "Blue Shirt\nwith a note\non three lines"
+
+
+def test_mapped_csv_rows_are_named_by_their_physical_line(tmp_path):
+    lines = ["sku,name,image",
+             'A1,"Red Shirt\nsecond line",a.jpg',  # lines 2-3
+             "",  # line 4: blank, skipped
+             "A/2,Bad Id Shirt,b.jpg"]  # line 5
+    (tmp_path / "t.csv").write_text("\n".join(lines) + "\n")
+    mapping = ColumnMapping(id="sku", image="image", title="name")
+    catalog = read_catalog(tmp_path / "t.csv", fmt="table", mapping=mapping)
+    assert [i.where for i in catalog.dropped] == ["t.csv line 5"] and "unsafe id" in catalog.dropped[0].reason
+    assert catalog.frame["id"].tolist() == ["A1"]

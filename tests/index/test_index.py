@@ -17,7 +17,7 @@ from stylesearch.common.files import sha256_bytes
 from stylesearch.config import IndexConfig, PrepareConfig
 from stylesearch.data.prepare import PrepareReport, load_processed, write_processed
 from stylesearch.data.synthetic import COLOURS, draw_product
-from stylesearch.errors import IntegrityError, ManifestMismatchError
+from stylesearch.errors import IndexKindError, IntegrityError, ManifestMismatchError
 from stylesearch.index.kinds import make_faiss
 from stylesearch.index.store import EmbeddingIndex, build_index
 from stylesearch.search.searcher import Searcher
@@ -240,6 +240,31 @@ def test_ivfpq_round_trips_and_keeps_exact_vectors_for_filters(processed_dir: Pa
     searcher = Searcher(loaded, FakeEncoder())
     hits = searcher.search("red", k=5, filters={"articleType": "Jeans"})
     assert hits and all(h.attributes["articleType"] == "Jeans" for h in hits)
+
+
+def test_ivfpq_over_too_few_products_is_a_clear_error_before_any_embedding(processed_dir: Path, tmp_path: Path):
+    small = write_catalog(load_processed(processed_dir).frame.head(15), tmp_path / "small")
+    encoder = CountingEncoder()
+    with pytest.raises(IndexKindError, match=r"ivfpq index needs at least 16 products.*has 15.*--kind flat"):
+        EmbeddingIndex.build(small, encoder, tmp_path / "idx", IndexConfig(kind="ivfpq"), progress=False)
+    assert encoder.images_seen == 0 and not (tmp_path / "idx").exists()
+    index, _ = EmbeddingIndex.build(small, encoder, tmp_path / "flat", IndexConfig(kind="flat"), progress=False)
+    assert index.kind == "flat" and len(index) == 15  # the fix the message names works
+    enough = write_catalog(load_processed(processed_dir).frame.head(16), tmp_path / "enough")
+    index, _ = EmbeddingIndex.build(enough, FakeEncoder(), None, IndexConfig(kind="ivfpq"), progress=False)
+    assert index.kind == "ivfpq"
+
+
+def test_cli_index_with_ivfpq_over_too_few_products_is_one_line_and_exit_2(processed_dir: Path, tmp_path: Path):
+    from typer.testing import CliRunner
+
+    from stylesearch.cli.base import app
+
+    small = write_catalog(load_processed(processed_dir).frame.head(5), tmp_path / "small")
+    result = CliRunner().invoke(app, ["index", "--catalog", str(small), "--model", "tiny", "--out",
+                                      str(tmp_path / "idx"), "--kind", "ivfpq"])
+    assert result.exit_code == 2 and "needs at least 16 products" in result.output, result.output
+    assert "Traceback" not in result.output and not (tmp_path / "idx").exists()
 
 
 @pytest.mark.parametrize("kind", ["sq8", "fp16"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import numpy as np
@@ -193,6 +194,12 @@ def test_a_hybrid_query_during_the_build_gets_clip_results_and_a_notice_not_a_wa
         fresh.hybrid._lock.release()
     assert "still being prepared" in during["notice"]
     assert [h["id"] for h in during["hits"]] == [h.id for h in fresh.search("women red dress", k=5)]
+    assert not fresh.hybrid.ready  # nobody built it: the request did not start a build while one ran
+    first = client.get("/api/search", params={"q": "women red dress", "k": 5, "mode": "hybrid"}).json()
+    assert "still being prepared" in first["notice"]  # this one starts the build, and does not wait for it
+    deadline = time.monotonic() + 30
+    while not fresh.hybrid.ready and time.monotonic() < deadline:
+        time.sleep(0.05)
     after = client.get("/api/search", params={"q": "women red dress", "k": 5, "mode": "hybrid"}).json()
     assert after["notice"] is None
     assert [h["id"] for h in after["hits"]] == [h.id for h in search(fresh, "women red dress", k=5, mode="hybrid")]

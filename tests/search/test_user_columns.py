@@ -26,6 +26,8 @@ def searcher(processed_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> S
     # As a CSV delivers them: text cells, numbers among them.
     frame["price"] = [f"{9.5 + (i % 40) * 2.5:.2f}" for i in range(len(frame))]
     frame["brand"] = ["Acme" if i % 3 == 0 else "Brandt" for i in range(len(frame))]
+    frame["zip"] = [f"{(i * 37) % 1000:05d}" for i in range(len(frame))]  # codes: "00000", "00037", ...
+    frame["sku"] = ["0123" if i % 2 else "4567" for i in range(len(frame))]  # one value in two has the zero
     write_processed(frame, PrepareReport(source="test", rows_in=len(frame), rows_out=len(frame), split_sizes={}),
                     PrepareConfig(), work / "catalog")
     EmbeddingIndex.build(work / "catalog", FakeEncoder(), work / "index", IndexConfig(kind="flat"),
@@ -37,6 +39,18 @@ def test_user_columns_are_in_the_index_typed(searcher):
     products = searcher.index.products
     assert products["price"].dtype.kind == "f" and not pd.api.types.is_numeric_dtype(products["brand"])
     assert {"price", "brand"} <= set(searcher.filter_columns) and "price" in searcher.numeric_columns
+
+
+def test_code_like_columns_keep_their_leading_zeros(searcher):
+    products = searcher.index.products
+    assert not pd.api.types.is_numeric_dtype(products["zip"]) and products["zip"].iloc[1] == "00037"
+    assert not pd.api.types.is_numeric_dtype(products["sku"]) and set(products["sku"]) == {"0123", "4567"}
+    assert not {"zip", "sku"} & searcher.numeric_columns
+    hits = searcher.search("red", k=5, filters=parse_filters(["zip=00037"]))
+    assert [h.attributes["zip"] for h in hits] == ["00037"] * len(hits) and hits
+    client = TestClient(create_app(searcher, ServeConfig(warm_hybrid=False, watch_index=False)))
+    body = client.get("/api/search", params={"q": "red", "k": 3, "sku": "0123", "mode": "clip"}).json()
+    assert body["hits"] and all(h["attributes"]["sku"] == "0123" for h in body["hits"])
 
 
 def test_numbers_filter_by_range_and_strings_exactly(searcher):

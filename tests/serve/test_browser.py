@@ -15,11 +15,10 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
-from test_serve import build_tiny_index, running_server
+from test_serve import running_server
 
 from fakes import FakeEncoder
 from stylesearch.config import ServeConfig
-from stylesearch.search.hybrid import hybrid_for
 from stylesearch.search.searcher import Searcher
 from stylesearch.serve.app import create_app
 
@@ -29,48 +28,8 @@ if os.environ.get("CI") == "true":  # CI installs both: a skip there would hide 
 else:
     sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright (see .ci/install-browser.sh)")
 
-CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
-
-
-@pytest.fixture(scope="module")
-def searcher(processed_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Searcher:
-    index = build_tiny_index(processed_dir, tmp_path_factory.mktemp("browser") / "index")
-    return Searcher.from_index(index, encoder=FakeEncoder())
-
-
-@pytest.fixture(scope="module")
-def base_url(searcher: Searcher):
-    with running_server(create_app(searcher, ServeConfig())) as port:
-        hybrid_for(searcher)  # the background build races the first request; tests want the steady state
-        yield f"http://127.0.0.1:{port}"
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not CHROMIUM.exists():
-        (pytest.fail if os.environ.get("CI") == "true" else pytest.skip)(
-            f"{CHROMIUM} is missing: run .ci/install-browser.sh (apt-get install chromium)")
-    with sync_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
-        yield browser
-        browser.close()
-
-
-@pytest.fixture()
-def page(browser, base_url):
-    context = browser.new_context(viewport={"width": 1440, "height": 960}, device_scale_factor=1)
-    page = context.new_page()
-    page.set_default_timeout(15_000)
-    problems: list[str] = []  # CSP violations and script errors show up here
-    page.on("console", lambda msg: problems.append(msg.text) if msg.type == "error" else None)
-    page.on("pageerror", lambda err: problems.append(str(err)))
-    page.goto(base_url + "/")
-    page.problems = problems
-    yield page
-    context.close()
+# The fixtures (searcher, base_url, browser, page) are in tests/serve/conftest.py, shared with test_browser_shop.py.
 
 
 def png_bytes(colour: tuple[int, int, int]) -> bytes:
@@ -103,7 +62,7 @@ def test_shopper_searches_filters_and_browses(page, searcher):
     expect(cards.first.locator("img")).to_have_attribute("src", re.compile(r"^/images/\w+$"))
     assert page.locator("img").first.evaluate("img => img.complete && img.naturalWidth > 0")
     expect(page.get_by_test_id("took")).to_have_text(re.compile(r"in \d+ ms"))
-    expect(page.get_by_test_id("status")).to_contain_text("Showing 24 of")
+    expect(page.get_by_test_id("status")).to_contain_text("· showing 24")
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "search-page.png"), full_page=False)
 
@@ -117,7 +76,7 @@ def test_shopper_searches_filters_and_browses(page, searcher):
     women = page.locator("[data-testid=facet-option][data-column=gender][data-value=Women]")
     expected = int(page.locator(f"label[for='{women.get_attribute('id')}'] .count").inner_text())
     women.check()
-    expect(page.get_by_test_id("status")).to_contain_text(f"of {expected} products")
+    expect(page.get_by_test_id("status")).to_contain_text(f"{expected} results")
     assert "gender=Women" in page.url  # the filter is part of the URL
     page.wait_for_function("() => !document.body.classList.contains('busy')")
     assert all(searcher.product(pid).attributes["gender"] == "Women" for pid in card_ids(page))
@@ -349,7 +308,7 @@ def test_back_forward_shared_urls_and_browsing_by_filters(page, searcher, base_u
     page.wait_for_function("() => location.search.includes('gender=Men')")
     page.wait_for_function("() => !document.body.classList.contains('busy')")
     expected = searcher.count({"gender": ["Women", "Men"]})
-    expect(page.get_by_test_id("status")).to_contain_text(f"of {expected:,} products with these filters")
+    expect(page.get_by_test_id("status")).to_contain_text(f"{expected:,} products with these filters")
     order = [searcher.product(i).id for i in card_ids(page)]
     assert order == [h.id for h in searcher.browse(k=len(order), filters={"gender": ["Women", "Men"]})]
     assert page.problems == []

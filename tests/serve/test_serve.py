@@ -574,6 +574,11 @@ def test_a_cached_query_is_answered_without_waiting_for_the_model(processed_dir,
     batching = served.encoder.encoder
     assert isinstance(served.encoder, CachedEncoder) and isinstance(batching, BatchingEncoder)
     assert served.index is fresh.index and served.hybrid is fresh.hybrid  # the same index, not a copy
+    # Both requests must take the same (hybrid) path: built now, not by a background build mid-test,
+    # whose first hybrid query would need the catalogue-wording encoding that the cache lacks.
+    from stylesearch.search.hybrid import hybrid_for
+
+    hybrid_for(served)
     first = client.get("/api/search", params={"q": "red shirt", "k": 3}).json()
     answers = []
     with batching._model_lock:  # the model is busy with someone else's batch

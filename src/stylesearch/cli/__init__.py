@@ -5,7 +5,7 @@ on it when imported. None of them imports torch, transformers, onnxruntime or fa
 `stylesearch --help` starts at once: heavy imports happen inside the command that needs them.
 """
 
-from stylesearch.cli import doctor, pipeline, quality, search, serve  # noqa: F401  (registers the commands)
+from stylesearch.cli import curate, doctor, pipeline, quality, search, serve  # noqa: F401  (registers the commands)
 from stylesearch.cli.base import app
 
 __all__ = ["app"]

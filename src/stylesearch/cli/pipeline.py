@@ -40,8 +40,8 @@ def prepare(
     encoding: str = typer.Option("utf-8", help="Text encoding of a CSV catalogue."),
     seed: int = typer.Option(0, help="Seed of the split."),
     images_anywhere: bool = typer.Option(False, "--images-anywhere",
-                                         help="Accept image paths (table format) that lead outside the table's "
-                                              "folder: absolute paths, ../ or symlinks out."),
+                                         help="Accept image paths (table or HF parquet) that lead outside the "
+                                              "file's folder: absolute paths, ../ or symlinks out."),
 ) -> None:
     """Clean a catalogue, build full_text and write the group-aware train/val/test split."""
     from stylesearch.data.catalog import read_catalog

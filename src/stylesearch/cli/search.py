@@ -66,7 +66,8 @@ def index_command(
 @app.command("search")
 @friendly
 def search_command(
-    query: str | None = typer.Argument(None, help="Words to search for; leave out for an interactive prompt."),
+    query: str | None = typer.Argument(None, help="Words to search for; leave out for an interactive prompt. "
+                                       "With --like, an edit: --like 15970 \"in red\"."),
     index: Path = typer.Option(..., "--index", "-i", help="Index directory (stylesearch index)."),
     k: int = typer.Option(10, "-k", "--top", min=1, max=1000, help="Number of results."),
     filters: list[str] = typer.Option([], "--filter", "-f",
@@ -85,9 +86,10 @@ def search_command(
                                 "(ONNX Runtime, exported once and cached beside the checkpoint; docs/performance.md)."),
 ) -> None:
     """Search an index by words, by a picture (--image) or by a catalogue item (--like)."""
-    chosen = [x for x in (query, image, like) if x is not None]
+    edit = query if like is not None else None  # "like this, but in red" (stylesearch.curate.compose)
+    chosen = [x for x in (None if edit else query, image, like) if x is not None]
     if len(chosen) > 1:
-        raise QueryError("give one of: a query, --image or --like")
+        raise QueryError("give one of: a query, --image or --like (with --like, words are an edit: \"in red\")")
     if mode == "hybrid" and (image is not None or like is not None):
         raise QueryError("--mode hybrid matches words, so it applies to text queries, not --image or --like")
     given, mode = mode, check_mode(mode or DEFAULT_MODE)
@@ -101,13 +103,17 @@ def search_command(
     corrected = None
     if image is not None:
         hits = searcher.search_image(image, k, wanted, offset)
+    elif like is not None and edit is not None:
+        from stylesearch.curate.compose import similar_edited
+
+        hits = similar_edited(searcher, like, edit, k, wanted, offset)
     elif like is not None:
         hits = searcher.similar(like, k, wanted, offset)
     else:
         answer = run_in_mode(searcher, str(query), k, wanted, offset, mode, correct=not exact)
         hits, corrected = answer.hits, answer.corrected
-    _show(hits, searcher, as_json, title=str(query if query is not None else image or f"like {like}"),
-          filters=wanted, k=k, corrected=corrected)
+    title = f"like {like}, {edit}" if edit else str(query if query is not None else image or f"like {like}")
+    _show(hits, searcher, as_json, title=title, filters=wanted, k=k, corrected=corrected)
 
 
 def _show(hits: list[Hit], searcher: Searcher, as_json: bool, *, title: str, filters: dict[str, Any], k: int,

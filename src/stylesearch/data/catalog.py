@@ -7,18 +7,22 @@ certain and otherwise dropped with their line and reason, so one bad row never s
 
 from __future__ import annotations
 
-import csv
 import io
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
 from stylesearch.config import DEFAULT_HUB_DATASET, KAGGLE_ATTRIBUTES, ColumnMapping
+from stylesearch.data.csvtext import csv_records, data_lines, read_text
 from stylesearch.errors import CatalogError
 
 CORE_COLUMNS = ("id", "title", "image", "image_path")
+# Internal columns of a raw Catalog that `prepare` reads and drops: where each row is in its source
+# ("styles.csv line 7", "dev.parquet row 12"), for messages; and an image path as the data gave it,
+# so a path the data made absolute is refused even when it happens to point inside the root.
+WHERE = "_where"
+GIVEN_PATH = "_image_given"
 
 
 @dataclass(frozen=True)
@@ -93,9 +97,8 @@ def read_kaggle(folder: Path, *, encoding: str = "utf-8") -> Catalog:
 
 def read_styles_csv(path: Path, *, encoding: str = "utf-8") -> tuple[pd.DataFrame, list[RowIssue], list[RowIssue]]:
     """Parse Kaggle's styles.csv, repairing lines whose title holds unquoted commas."""
-    text = _read_text(path, encoding)
-    rows = csv.reader(io.StringIO(text))
-    header = next(rows, None)
+    rows = csv_records(read_text(path, encoding))
+    _, header = next(rows, (1, []))
     if not header:
         raise CatalogError(f"{path}: the file is empty")
     header = [h.strip() for h in header]
@@ -110,7 +113,7 @@ def read_styles_csv(path: Path, *, encoding: str = "utf-8") -> tuple[pd.DataFram
     records: list[list[str]] = []
     repaired: list[RowIssue] = []
     dropped: list[RowIssue] = []
-    for line_no, fields in enumerate(rows, start=2):
+    for line_no, fields in rows:  # the physical line the row starts on, past any multi-line quoted field
         if not fields or all(not f.strip() for f in fields):
             continue
         where = f"{path.name} line {line_no}"
@@ -123,32 +126,10 @@ def read_styles_csv(path: Path, *, encoding: str = "utf-8") -> tuple[pd.DataFram
         if len(fields) != width:
             dropped.append(RowIssue(where, f"{len(fields)} fields, expected {width}", fields[0] or None))
             continue
-        records.append([*fields, line_no])
-    frame = pd.DataFrame(records, columns=[*header, "_line"])
+        records.append([*fields, where])
+    frame = pd.DataFrame(records, columns=[*header, WHERE])
     frame = frame.replace({"": None, "NA": None})
     return _canonical(frame, ColumnMapping(), where=path.name, dropped=dropped), repaired, dropped
-
-
-def _read_text(path: Path, encoding: str) -> str:
-    raw = Path(path).read_bytes()
-    try:
-        text = raw.decode("utf-8-sig" if encoding.lower() in ("utf-8", "utf8") else encoding)
-    except UnicodeDecodeError as err:
-        line = raw[: err.start].count(b"\n") + 1
-        raise CatalogError(
-            f"{path} line {line}: not valid {encoding} (byte {raw[err.start]:#x} at offset {err.start}); "
-            f"pass the file's encoding: --encoding {guess_encoding(raw)}"
-        ) from err
-    control = C1_CONTROL.search(text)
-    if control:
-        # latin-1 maps 0x80-0x9F to invisible C1 controls; in cp1252 those bytes are ’ “ ” € ... — the
-        # usual bytes of a Windows-made CSV. Storing the controls would corrupt every such title.
-        line = text[: control.start()].count("\n") + 1
-        raise CatalogError(
-            f"{path} line {line}: decoded as {encoding}, the text holds the control character "
-            f"U+{ord(control.group()):04X}, which no title means; the file is most likely cp1252: "
-            "pass --encoding cp1252")
-    return text
 
 
 # The one id policy: an id names a file (`images/<id>.jpg`) and a URL (`/api/products/<id>`), so it
@@ -170,39 +151,38 @@ def id_problem(product_id: str) -> str | None:
     return None
 
 
-# C1 control characters: never in real text, but what cp1252's punctuation becomes when read as latin-1.
-C1_CONTROL = re.compile("[\u0080-\u009f]")
-
-
-def guess_encoding(raw: bytes) -> str:
-    """The encoding most likely to fit bytes that are not UTF-8: cp1252 if it decodes them, else latin-1.
-
-    Bytes 0x80-0x9F are punctuation in cp1252 (’ “ ” € …) and invisible controls in latin-1, so a file
-    that cp1252 can read is read right by cp1252 and wrong by latin-1.
-    """
-    try:
-        raw.decode("cp1252")
-    except UnicodeDecodeError:
-        return "latin-1"
-    return "cp1252"
-
-
 # --- Hugging Face datasets -----------------------------------------------------------------------
 
 
-def read_hf(name_or_path: str | Path = DEFAULT_HUB_DATASET, *, split: str = "train") -> Catalog:
-    """Read a dataset in the `ashraq/fashion-product-images-small` schema from local parquet or the Hub."""
+def read_hf(name_or_path: str | Path = DEFAULT_HUB_DATASET, *, split: str = "train",
+            images_anywhere: bool = False) -> Catalog:
+    """Read a dataset in the `ashraq/fashion-product-images-small` schema from local parquet or the Hub.
+
+    Image cells are bytes, or paths relative to the parquet's folder; a path that resolves outside it
+    (absolute, `../`, a symlink out) is refused row by row unless `images_anywhere`, as for tables.
+    """
     path = Path(name_or_path)
     if path.exists():
+        folder = path if path.is_dir() else path.parent
         files = sorted(path.glob("**/*.parquet")) if path.is_dir() else [path]
         if not files:
             raise CatalogError(f"{path}: no parquet files found")
-        frame = pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
-        source = str(path)
-    else:
-        frame = _load_hub_dataset(str(name_or_path), split)
-        source = f"hf://{name_or_path}"
-    return read_frame(frame, ColumnMapping(), source=source)
+        parts = []
+        for file in files:
+            part = pd.read_parquet(file)
+            name = file.relative_to(folder).as_posix()
+            part[WHERE] = [f"{name} row {i + 1}" for i in range(len(part))]
+            parts.append(part)
+        frame = pd.concat(parts, ignore_index=True)
+        return read_frame(frame, ColumnMapping(), source=str(path), base_dir=folder, images_anywhere=images_anywhere)
+    frame = _load_hub_dataset(str(name_or_path), split)
+    catalog = read_frame(frame, ColumnMapping(), source=f"hf://{name_or_path}")
+    if not images_anywhere:
+        from datasets import config as hf_config  # loaded above: the dataset came through it
+
+        # A Hub dataset's images are bytes; a path in one may only name a file the Hub client cached.
+        catalog.image_root = str(hf_config.HF_DATASETS_CACHE)
+    return catalog
 
 
 def _load_hub_dataset(name: str, split: str) -> pd.DataFrame:
@@ -243,16 +223,21 @@ def read_table(path: Path, mapping: ColumnMapping, *, encoding: str = "utf-8",
     if path.suffix.lower() == ".parquet":
         frame = pd.read_parquet(path)
     else:
-        frame = pd.read_csv(io.StringIO(_read_text(path, encoding)), dtype=str, keep_default_na=False)
+        text = read_text(path, encoding)
+        frame = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
         frame = frame.replace({"": None, "NA": None})
-    catalog = read_frame(frame, mapping, source=str(path), base_dir=path.parent)
-    if not images_anywhere:
-        catalog.image_root = str(path.parent)
-    return catalog
+        lines = data_lines(text)
+        if len(lines) == len(frame):  # else pandas read the file differently: rows are numbered instead
+            frame[WHERE] = [f"{path.name} line {n}" for n in lines]
+    return read_frame(frame, mapping, source=str(path), base_dir=path.parent, images_anywhere=images_anywhere)
 
 
-def read_frame(frame: pd.DataFrame, mapping: ColumnMapping, *, source: str, base_dir: Path | None = None) -> Catalog:
-    """Turn a table with `mapping`'s columns into a Catalog; image cells may be bytes, HF dicts or paths."""
+def read_frame(frame: pd.DataFrame, mapping: ColumnMapping, *, source: str, base_dir: Path | None = None,
+               images_anywhere: bool = False) -> Catalog:
+    """Turn a table with `mapping`'s columns into a Catalog; image cells may be bytes, HF dicts or paths.
+
+    Path cells are relative to `base_dir`, and must resolve inside it unless `images_anywhere`.
+    """
     dropped: list[RowIssue] = []
     frame = frame.copy()
     image = mapping.image
@@ -261,30 +246,35 @@ def read_frame(frame: pd.DataFrame, mapping: ColumnMapping, *, source: str, base
             f"{source}: no image column '{image}'; columns found: {list(frame.columns)}. "
             "Name it with --image-col."
         )
-    raw = frame[image].tolist()
-    cells = [_image_cell(v, base_dir) for v in raw]
+    if WHERE not in frame.columns:
+        frame[WHERE] = [f"{Path(source).name} row {i + 1}" for i in range(len(frame))]
+    cells = [_image_cell(v, base_dir) for v in frame[image].tolist()]
     frame["image"] = [c[0] for c in cells]
     frame["image_path"] = [c[1] for c in cells]
+    frame[GIVEN_PATH] = [c[2] for c in cells]
     if image != "image":
         frame = frame.drop(columns=[image])
     out = _canonical(frame, mapping, where=Path(source).name, dropped=dropped)
-    return Catalog(frame=out, source=source, dropped=dropped)
+    root = str(base_dir) if base_dir is not None and not images_anywhere else None
+    return Catalog(frame=out, source=source, dropped=dropped, image_root=root)
 
 
-def _image_cell(value: object, base_dir: Path | None) -> tuple[bytes | None, str | None]:
+def _image_cell(value: object, base_dir: Path | None) -> tuple[bytes | None, str | None, str | None]:
+    """(bytes, path to read, the path as the data gave it relative to `base_dir`) of one image cell."""
     if isinstance(value, dict):  # HF Image feature: {"bytes": ..., "path": ...}
         data, path = value.get("bytes"), value.get("path")
         if data:
-            return bytes(data), None
+            return bytes(data), None, None
         value = path
     if isinstance(value, bytes | bytearray | memoryview):
-        return bytes(value), None
+        return bytes(value), None, None
     if isinstance(value, str) and value.strip():
-        p = Path(value.strip())
-        if not p.is_absolute() and base_dir is not None:
-            p = base_dir / p
-        return None, str(p)
-    return None, None
+        given = value.strip()
+        p = Path(given)
+        if base_dir is None:  # a Hub dataset's client writes absolute paths into its own cache: no rule on them
+            return None, str(p), None
+        return None, str(p if p.is_absolute() else base_dir / p), given
+    return None, None, None
 
 
 def _canonical(frame: pd.DataFrame, mapping: ColumnMapping, *, where: str, dropped: list[RowIssue]) -> pd.DataFrame:
@@ -297,16 +287,17 @@ def _canonical(frame: pd.DataFrame, mapping: ColumnMapping, *, where: str, dropp
         )
     frame = frame.rename(columns={mapping.id: "id", mapping.title: "title"})
     frame["id"] = frame["id"].map(lambda v: None if v is None or pd.isna(v) else str(v).strip())
+    if WHERE not in frame.columns:
+        frame[WHERE] = [f"{where} row {i + 1}" for i in range(len(frame))]
     no_id = frame["id"].isna() | (frame["id"] == "")
     for idx in frame.index[no_id]:
-        dropped.append(RowIssue(f"{where} row {idx + 1}", "empty id"))
+        dropped.append(RowIssue(frame.at[idx, WHERE], "empty id"))
     frame = frame.loc[~no_id].reset_index(drop=True)
     unsafe = frame["id"].map(id_problem)
     for idx in frame.index[unsafe.notna()]:
-        place = f"line {frame.at[idx, '_line']}" if "_line" in frame.columns else f"row {idx + 1}"
-        dropped.append(RowIssue(f"{where} {place}", f"unsafe id {frame.at[idx, 'id']!r}: {unsafe[idx]}",
+        dropped.append(RowIssue(frame.at[idx, WHERE], f"unsafe id {frame.at[idx, 'id']!r}: {unsafe[idx]}",
                                 frame.at[idx, "id"]))
-    frame = frame.loc[unsafe.isna()].reset_index(drop=True).drop(columns=["_line"], errors="ignore")
+    frame = frame.loc[unsafe.isna()].reset_index(drop=True)
     frame["title"] = frame["title"].map(lambda v: None if v is None or pd.isna(v) else str(v))
     if "year" in frame.columns:
         frame["year"] = pd.to_numeric(frame["year"], errors="coerce").astype("Int64")
@@ -340,7 +331,7 @@ def read_catalog(
     if fmt == "kaggle":
         return read_kaggle(path, encoding=encoding)
     if fmt == "hf":
-        return read_hf(source)
+        return read_hf(source, images_anywhere=images_anywhere)
     if fmt == "table":
         return read_table(path, mapping or ColumnMapping(), encoding=encoding, images_anywhere=images_anywhere)
     raise CatalogError(f"unknown catalogue format '{fmt}'; use auto, kaggle, hf or table")

@@ -31,7 +31,7 @@ from stylesearch.common.files import (
     verified_sha256,
 )
 from stylesearch.config import PrepareConfig, to_dict
-from stylesearch.data.catalog import Catalog, RowIssue
+from stylesearch.data.catalog import GIVEN_PATH, WHERE, Catalog, RowIssue
 from stylesearch.data.images import decode_image
 from stylesearch.errors import CatalogError, IntegrityError
 
@@ -173,6 +173,10 @@ def _load_image_bytes(row: pd.Series, root: Path | None = None) -> bytes:
     if not path or (isinstance(path, float) and np.isnan(path)):
         raise CatalogError("no image given")
     if root is not None:
+        given = row.get(GIVEN_PATH)
+        if isinstance(given, str) and Path(given).is_absolute():  # inside the root or not: data may not name one
+            raise UnsafePathError(f"image path {given} is absolute; give it relative to {root}, or pass "
+                                  "--images-anywhere if images outside the catalogue folder are intended")
         real = Path(path).resolve()  # follows symlinks: a link inside pointing outside is outside
         if not real.is_relative_to(root):
             raise UnsafePathError(f"image path {path} leads to {real}, outside {root}; "
@@ -192,7 +196,8 @@ def clean(catalog: Catalog, cfg: PrepareConfig) -> tuple[pd.DataFrame, dict[str,
 
     def drop(reason: str, idx: int, detail: str) -> None:
         pid = str(frame.at[idx, "id"])
-        dropped.setdefault(reason, []).append(RowIssue(f"row {idx + 1} (id {pid})", detail, pid))
+        place = frame.at[idx, WHERE] if WHERE in frame.columns else f"row {idx + 1}"  # its line in the source
+        dropped.setdefault(reason, []).append(RowIssue(f"{place} (id {pid})", detail, pid))
 
     keep = []
     blobs: list[bytes] = []
@@ -221,7 +226,7 @@ def clean(catalog: Catalog, cfg: PrepareConfig) -> tuple[pd.DataFrame, dict[str,
     source_row = [k + 1 for k in keep]  # 1-based row in the source table, for messages
     out["image"] = blobs
     out["image_sha256"] = [sha256_bytes(b) for b in blobs]
-    out = out.drop(columns=["image_path"])
+    out = out.drop(columns=["image_path", WHERE, GIVEN_PATH], errors="ignore")
 
     dup_id = out["id"].duplicated(keep="first")
     for idx in out.index[dup_id]:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 
 from stylesearch.config import IndexConfig
-from stylesearch.errors import StylesearchError
+from stylesearch.errors import IndexKindError
 
 if TYPE_CHECKING:
     import faiss
@@ -43,6 +43,10 @@ class IndexKind:
     def fetch(self, k: int, count: int) -> int:
         """Candidates an unfiltered query takes from FAISS before exact re-scoring picks the top k."""
         return min(count, max(4 * k, 50))
+
+    def min_products(self) -> int:
+        """The fewest products this kind can be built over (its training needs them)."""
+        return 0
 
 
 class Flat(IndexKind):
@@ -80,6 +84,11 @@ class HNSW(IndexKind):
 
 class IVFPQ(IndexKind):
     name, about, lossy = "ivfpq", "inverted lists of product-quantised codes: the smallest in RAM", True
+
+    def min_products(self) -> int:
+        # Each sub-quantizer's k-means learns 2**4 = 16 codes (4-bit codes below 9984 products), and
+        # FAISS refuses to train k centroids on fewer than k vectors.
+        return 16
 
     def build(self, dim: int, vectors: np.ndarray, cfg: IndexConfig) -> faiss.Index:
         import faiss
@@ -138,18 +147,27 @@ LOSSY = frozenset(name for name, kind in REGISTRY.items() if kind.lossy)
 
 
 def kind_of(name: str) -> IndexKind:
-    """The registered kind called `name`, or a `StylesearchError` naming the choices."""
+    """The registered kind called `name`, or a `IndexKindError` naming the choices."""
     try:
         return REGISTRY[name]
     except KeyError:
-        raise StylesearchError(f"index kind {name!r} is not one of {', '.join(KINDS)}") from None
+        raise IndexKindError(f"index kind {name!r} is not one of {', '.join(KINDS)}") from None
 
 
 def resolve_kind(cfg: IndexConfig, count: int) -> str:
-    """The kind an index of `count` products gets under `cfg` ("auto": flat, then HNSW above exact_max)."""
+    """The kind an index of `count` products gets under `cfg` ("auto": flat, then HNSW above exact_max).
+
+    A kind asked for by name is built as asked or refused, never swapped for another: the manifest,
+    the memory and the recall the user chose it for would silently differ.
+    """
     if cfg.kind == "auto":
         return "flat" if count <= cfg.exact_max else "hnsw"
-    return kind_of(cfg.kind).name
+    kind = kind_of(cfg.kind)
+    if count < kind.min_products():
+        raise IndexKindError(f"an {kind.name} index needs at least {kind.min_products()} products to train on, "
+                             f"and this catalogue has {count}; use --kind flat (exact, and fast at this size) "
+                             "or --kind auto")
+    return kind.name
 
 
 def make_faiss(vectors: np.ndarray, kind: str, cfg: IndexConfig) -> faiss.Index:

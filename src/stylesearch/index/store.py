@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import shutil
 import time
 from collections.abc import Sequence
@@ -65,9 +66,18 @@ def product_table(frame: pd.DataFrame) -> pd.DataFrame:
     return products
 
 
+# "00123": a zip code, SKU or id, not the number 123; a number is never written with a leading zero.
+_LEADING_ZERO = re.compile(r"^\s*[+-]?0\d")
+
+
 def typed(series: pd.Series) -> pd.Series:
-    """`series` as numbers when every non-empty value reads as one (CSV cells arrive as text), else as is."""
+    """`series` as numbers when every non-empty value reads as one (CSV cells arrive as text), else as is.
+
+    A column in which any value has a leading zero is a code and stays text, zeros and all.
+    """
     if pd.api.types.is_numeric_dtype(series) or series.dropna().empty:
+        return series
+    if series.dropna().astype(str).str.match(_LEADING_ZERO).any():
         return series
     numbers = pd.to_numeric(series, errors="coerce")
     return numbers if numbers.notna().sum() == series.notna().sum() else series
@@ -169,6 +179,7 @@ class EmbeddingIndex:
         if not isinstance(catalog, ProcessedCatalog):
             catalog = load_processed(Path(catalog))
         frame = catalog.frame.reset_index(drop=True)
+        resolve_kind(cfg, len(frame))  # a kind that cannot hold this many products is refused before embedding
         shas = frame["image_sha256"].astype(str).tolist()
         known: dict[str, np.ndarray] = {}
         if previous is not None:
@@ -299,12 +310,13 @@ def build_index(catalog: Path | str, out: Path | str, *, model: str, cfg: IndexC
                 update: bool = False, progress: bool = True, encoder: Encoder | None = None,
                 backend: str = "torch") -> tuple[EmbeddingIndex, IndexReport]:
     """What `stylesearch index` does: load the model (torch, onnx or onnx-int8), then build `out` or update it."""
+    processed = load_processed(Path(catalog))
+    resolve_kind(cfg, len(processed.frame))  # a kind too big for this catalogue is refused before the model loads
     if encoder is None:
-
         encoder = load_encoder(model, backend, batch_size=cfg.batch_size)
     if update and (Path(out) / MANIFEST).is_file():
-        return EmbeddingIndex.update(out, catalog, encoder, cfg, model_name=model, progress=progress)
-    return EmbeddingIndex.build(catalog, encoder, out, cfg, model_name=model, progress=progress)
+        return EmbeddingIndex.update(out, processed, encoder, cfg, model_name=model, progress=progress)
+    return EmbeddingIndex.build(processed, encoder, out, cfg, model_name=model, progress=progress)
 
 
 # --- helpers ---------------------------------------------------------------------------------------

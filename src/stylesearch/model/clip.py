@@ -23,6 +23,7 @@ from stylesearch.model.checkpoint import verify_checkpoint
 from stylesearch.model.encoder import FloatArray
 from stylesearch.model.loaded import LoadedModel
 from stylesearch.model.presets import PRESETS, is_preset
+from stylesearch.model.stem import install_stem, stem_of
 from stylesearch.model.tokenizer import clip_tokenizer
 
 # transformers draws a progress bar for every load and save; ours draw the ones that matter, and
@@ -40,7 +41,7 @@ def tiny_model(preset: TinyPreset = TinyPreset(), seed: int = 0, name: str = TIN
     text = {
         "hidden_size": preset.hidden,
         "intermediate_size": preset.hidden * preset.mlp_ratio,
-        "num_hidden_layers": preset.layers,
+        "num_hidden_layers": preset.text_layers or preset.layers,
         "num_attention_heads": preset.heads,
         "max_position_embeddings": preset.max_text_tokens,
         "vocab_size": 49408,
@@ -58,7 +59,7 @@ def tiny_model(preset: TinyPreset = TinyPreset(), seed: int = 0, name: str = TIN
     }
     config = CLIPConfig(text_config=text, vision_config=vision, projection_dim=preset.projection_dim)
     torch.manual_seed(seed)
-    model = CLIPModel(config).eval()
+    model = install_stem(CLIPModel(config), preset.stem).eval()
     return LoadedModel(model=model, processor=tiny_processor(preset), name=name)
 
 
@@ -111,9 +112,12 @@ def load_model(name_or_path: str = DEFAULT_MODEL, *, seed: int = 0) -> LoadedMod
     # Offline, the Hub client retries for ~25 s before giving up; look once and fail at once instead.
     offline = not local and not hub_reachable()
     try:
-        model = CLIPModel.from_pretrained(
-            name_or_path, use_safetensors=_has_safetensors(path) if local else None, local_files_only=offline
-        )
+        if local and stem_of(CLIPConfig.from_pretrained(str(path))) != "patch":
+            model = _load_with_stem(path)
+        else:
+            model = CLIPModel.from_pretrained(
+                name_or_path, use_safetensors=_has_safetensors(path) if local else None, local_files_only=offline
+            )
         processor = CLIPProcessor.from_pretrained(name_or_path, local_files_only=offline)
     except (OSError, ValueError) as err:
         where = "this directory" if local else "the local Hugging Face cache, and the Hub could not be reached"
@@ -124,6 +128,25 @@ def load_model(name_or_path: str = DEFAULT_MODEL, *, seed: int = 0) -> LoadedMod
             f"offline: --model small (or {', '.join(p for p in PRESETS if p != 'small')})."
         ) from err
     return LoadedModel(model=model.eval(), processor=processor, name=str(name_or_path))
+
+
+def _load_with_stem(path: Path) -> CLIPModel:
+    # from_pretrained would build the stock patch embedding and drop the stem's weights with a warning;
+    # build the recorded stem first, then load every tensor strictly.
+    from safetensors.torch import load_file
+
+    config = CLIPConfig.from_pretrained(str(path))
+    model = install_stem(CLIPModel(config), stem_of(config))
+    state: dict[str, torch.Tensor] = {}
+    for file in sorted(path.glob("*.safetensors")):
+        state.update(load_file(str(file)))
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    # position_ids is a buffer transformers rebuilds; anything else missing means a broken checkpoint.
+    missing = [k for k in missing if not k.endswith("position_ids")]
+    if missing or unexpected:
+        raise ValueError(f"weights do not match the recorded model (missing {missing[:3]}, "
+                         f"unexpected {unexpected[:3]})")
+    return model
 
 
 def hub_reachable(host: str = "huggingface.co", timeout: float = 3.0) -> bool:

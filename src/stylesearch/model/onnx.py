@@ -55,8 +55,9 @@ __all__ = ["IMAGE", "INT8", "MANIFEST", "TEXT", "OnnxEncoder", "cache_root", "ex
 log = logging.getLogger(__name__)
 
 OPSET = 18  # what torch's dynamo exporter emits natively; ORT >= 1.14 runs it
-# Quantise only the matrix multiplies: they are nearly all of CLIP's time. The one Conv (the ViT
-# patch embedding) stays fp32: ORT's ConvInteger kernels are less optimised, and it is one layer.
+# Quantise only the matrix multiplies: they are nearly all of CLIP's time. The convolutions (the ViT
+# patch embedding, or the few layers of a conv stem, model/stem.py) stay fp32: ORT's ConvInteger
+# kernels are less optimised, and they are a small share of an image's work.
 INT8_OPS = ("MatMul", "Gemm")
 
 

@@ -39,14 +39,16 @@ PRESETS: dict[str, Preset] = {
     "small": Preset(
         # 16 px patches (a 4x4 grid at 64 px) buy a 256-wide model at the speed of a 128-wide one with
         # 8 px patches, and it learned more per minute: title R@10 0.287 against 0.211 in 12 minutes.
+        # A convolutional stem in place of the linear patchify (0.460 against 0.400 in 12 minutes), and a
+        # 2-layer text tower for titles of a dozen tokens (0.387 against 0.331, a loaded machine).
         shape=TinyPreset(hidden=256, layers=4, heads=4, projection_dim=256, image_size=64, patch_size=16,
-                         max_text_tokens=32, squash=True),
+                         max_text_tokens=32, squash=True, stem="conv", text_layers=2),
         # The schedule anneals over the wall-clock budget (25 minutes unless --max-minutes says otherwise), so
         # the epoch count is only a ceiling and early stopping is off: validation recall climbs until the end.
         recipe={"lr": 1e-3, "weight_decay": 0.1, "batch_size": 256, "warmup_steps": 100, "epochs": 100,
                 "max_minutes": 25.0, "patience": 100, "pixel_cache": True, "bf16": True, "augment": "crop-flip",
                 "text_views": "views", "val_max_items": 1000},
-        about="4 layers x 256 wide, 64 px, patch 16: the best title recall found for a 25-minute CPU budget",
+        about="conv stem, 4 vision + 2 text layers, 256 wide, 64 px: the best title recall found in 25 CPU minutes",
     ),
 }
 

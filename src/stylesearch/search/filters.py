@@ -10,6 +10,7 @@ the filter. The Searcher checks the values themselves against the catalogue.
 
 from __future__ import annotations
 
+import math
 import numbers
 import re
 from collections.abc import Iterable, Sequence
@@ -70,29 +71,45 @@ _NUMBER_RANGE = re.compile(r"^\s*(\d+(?:\.\d+)?)?\s*(?:(-|\.\.|to)\s*(\d+(?:\.\d
 
 
 def parse_number_range(column: str, value: FilterValue) -> tuple[float | None, float | None]:
-    """(lo, hi) from 20, "20", "10-50", "10..50", "10-" (10 and up) or "-50" (up to 50)."""
+    """(lo, hi) from 20, "20", "10-50", "10..50", "10-" (10 and up), "-50" (up to 50) or (10, None)."""
     if isinstance(value, tuple) and len(value) == 2:
-        return value  # type: ignore[return-value]
-    match = _NUMBER_RANGE.match(str(value))
-    if not match or not (match.group(1) or match.group(3)):
-        raise QueryError(f"filter {column}={value!r}: give a number or a range, e.g. {column}=20 or {column}=10-50")
-    lo = float(match.group(1)) if match.group(1) else None
-    hi = float(match.group(3)) if match.group(3) else (None if match.group(2) else lo)
+        lo, hi = (_bound(column, value, end) for end in value)
+    else:
+        match = _NUMBER_RANGE.match(str(value))
+        if not match or not (match.group(1) or match.group(3)):
+            raise QueryError(f"filter {column}={value!r}: give a number or a range, e.g. {column}=20 or "
+                             f"{column}=10-50")
+        lo = _bound(column, value, float(match.group(1))) if match.group(1) else None  # 400 digits: inf
+        hi = _bound(column, value, float(match.group(3))) if match.group(3) else (None if match.group(2) else lo)
+    if lo is not None and hi is not None and lo > hi:
+        raise QueryError(f"filter {column}={value!r}: the range is empty ({lo:g} > {hi:g}); put the smaller end first")
     return lo, hi
+
+
+def _bound(column: str, value: FilterValue, end: object) -> float | None:
+    # One end of a range: None (open) or a finite real number. Never NaN, which would silently match
+    # nothing; nor inf (400 digits parse to it); nor a bool or text from a Python caller's tuple, which
+    # would fail deep in numpy instead of here with the filter's name.
+    if end is None:
+        return None
+    if isinstance(end, bool) or not isinstance(end, numbers.Real) or not math.isfinite(end):
+        raise QueryError(f"filter {column}={value!r}: each end of the range must be a finite number or None, "
+                         f"not {end!r}")
+    return float(end)
 
 
 def parse_year_range(value: FilterValue) -> tuple[int | None, int | None]:
     """(lo, hi) from 2012, "2012", "2011-2013", "2011-", "-2013" or (2011, None)."""
     if isinstance(value, tuple) and len(value) == 2:
-        lo, hi = value
-        return (int(lo) if lo is not None else None, int(hi) if hi is not None else None)
-    if isinstance(value, numbers.Integral):  # numpy integers too
+        lo, hi = (None if end is None else int(end) for end in (_bound("year", value, e) for e in value))
+    elif isinstance(value, numbers.Integral):  # numpy integers too
         return int(value), int(value)
-    match = _YEAR.match(str(value))
-    if not match or not (match.group(1) or match.group(3)):
-        raise QueryError(f"year filter {value!r}: give a year (2012) or a range (2011-2013, 2011-, -2013)")
-    lo = int(match.group(1)) if match.group(1) else None
-    hi = int(match.group(3)) if match.group(3) else (lo if not match.group(2) else None)
+    else:
+        match = _YEAR.match(str(value))
+        if not match or not (match.group(1) or match.group(3)):
+            raise QueryError(f"year filter {value!r}: give a year (2012) or a range (2011-2013, 2011-, -2013)")
+        lo = int(match.group(1)) if match.group(1) else None
+        hi = int(match.group(3)) if match.group(3) else (lo if not match.group(2) else None)
     if lo is not None and hi is not None and lo > hi:
         raise QueryError(f"year filter {value!r}: the range is empty ({lo} > {hi})")
     return lo, hi

@@ -338,7 +338,7 @@ def hybrid_for(searcher: Searcher, *, wait: bool = True) -> HybridSearcher | Non
     """Hybrid search over `searcher`, its BM25 index and vocabulary built once per index however many ask.
 
     The build takes seconds per 100k products (docs/search.md), so a server starts it in the background
-    and asks with `wait=False`: None while another thread is still building it, rather than blocking.
+    and asks with `wait=False`: None until it is built (starting the build if nobody has), never blocking.
     The built ranker lives in `searcher.hybrid`, which every view of the index shares (`with_encoder`).
     """
     ranker = searcher.hybrid.get(lambda: HybridRanker(searcher.index.products), wait=wait)

@@ -157,9 +157,12 @@ class Searcher:
             self._images = pd.read_parquet(self.index.path / IMAGES, columns=["image"])["image"]
         return bytes(self._images.iat[row])
 
-    def count(self, filters: Filters | None = None) -> int:
+    def count(self, filters: Filters | None = None, *, excluding: str | None = None) -> int:
+        """Products that pass `filters`, less `excluding` (the seed "more like this" never returns) if it does."""
         rows = self.rows_matching(filters)
-        return len(self) if rows is None else len(rows)
+        n = len(self) if rows is None else len(rows)
+        row = self._row_of.get(str(excluding).strip()) if excluding is not None else None
+        return n - int(row is not None and (rows is None or bool((rows == row).any())))
 
     def facets(self, query: str | None = None, filters: Filters | None = None,
                top: int = 200) -> dict[str, dict[str, int]]:
@@ -223,18 +226,26 @@ class Searcher:
         if not values:
             raise QueryError(f"filter {column}: give at least one value")
         series = self.index.products[column]
-        present = series.dropna().astype(str)
-        canonical = {v.lower(): v for v in present.unique()}  # 'women' finds 'Women'
-        chosen = []
+        known = sorted(series.dropna().astype(str).unique())
+        # An exact value means itself, even when "red" and "Red" are both in the catalogue (two values,
+        # as the facets list them); only a value that matches none exactly falls back to every value
+        # equal to it but for case ('women' finds 'Women'; 'RED' finds 'Red' and 'red').
+        by_case: dict[str, list[str]] = {}
+        for one in known:
+            by_case.setdefault(one.lower(), []).append(one)
+        exact = set(known)
+        chosen: list[str] = []
         for value in values:
-            match = canonical.get(str(value).strip().lower())
-            if match is None:
-                close = difflib.get_close_matches(str(value), sorted(canonical.values()), n=3, cutoff=0.6)
-                known = sorted(canonical.values())
+            text = str(value).strip()
+            if text in exact:
+                chosen.append(text)
+            elif text.lower() in by_case:
+                chosen += by_case[text.lower()]
+            else:
+                close = difflib.get_close_matches(str(value), known, n=3, cutoff=0.6)
                 hint = f"; did you mean {', '.join(close)}?" if close else \
                     f"; known values: {', '.join(known[:12])}{' ...' if len(known) > 12 else ''}"
                 raise QueryError(f"unknown value {value!r} for filter {column}{hint}")
-            chosen.append(match)
         return series.astype(str).isin(chosen).to_numpy() & series.notna().to_numpy()
 
     def _range_mask(self, column: str, wanted: FilterValue) -> np.ndarray:

@@ -16,45 +16,66 @@ import hashlib
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from importlib import resources
-from typing import Any, TypeVar
+from typing import Any
 
-import anyio
+import numpy as np
 from fastapi import FastAPI, File, HTTPException, Path, Query, Request, UploadFile
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
-from starlette.exceptions import HTTPException as StarletteHTTPException
+from fastapi.responses import Response
 
 from stylesearch.config import ServeConfig
+from stylesearch.curate.compose import MAX_EDIT_CHARS, similar_edited
 from stylesearch.data.images import decode_image
-from stylesearch.errors import CatalogError, QueryError, StylesearchError
-from stylesearch.search import filters as filters_grammar
+from stylesearch.errors import QueryError
 from stylesearch.search import modes
 from stylesearch.search.batching import MAX_BATCH
-from stylesearch.search.filters import MAX_FILTER_VALUES
 from stylesearch.search.hybrid import hybrid_for
 from stylesearch.search.modes import DEFAULT_MODE
+from stylesearch.search.relevance import chance_score, good_match
 from stylesearch.search.searcher import Searcher, serving
-from stylesearch.serve.guard import RequestGuard
+from stylesearch.search.sorting import RELEVANCE, SORT_DEPTH, browse_sorted, parse_sort, sort_choices, sort_hits
+from stylesearch.search.suggest import suggester_for
+from stylesearch.serve.guard import RequestGuard, size_text
+from stylesearch.serve.handlers import install_error_handlers
 from stylesearch.serve.reload import IndexWatcher
-from stylesearch.serve.schemas import ErrorOut, FacetsOut, HealthOut, HitOut, ProductOut, SearchOut
+from stylesearch.serve.requests import (
+    Pool,
+    filter_parameter,
+    given_filters,
+    image_of,
+    image_type,
+    lookup,
+    ms_since,
+    parse_filters,
+)
+from stylesearch.serve.schemas import (
+    ErrorOut,
+    FacetsOut,
+    HealthOut,
+    HitOut,
+    ProductOut,
+    SearchOut,
+    SuggestionOut,
+    SuggestOut,
+)
+from stylesearch.serve.uploads import UploadStore
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 
 SEARCH_THREADS = 16  # searches in flight; those waiting for the model are what BatchingEncoder merges
 LIGHT_THREADS = 8  # product lookups and photos: no model involved
 MAX_OFFSET = 10_000  # faiss ranks offset+k rows per query; deeper paging is a scraper, not a shopper
-MAX_ENUM = 500  # filter values listed in the OpenAPI schema; a column with more is described, not listed
 FORM_SLACK = 64 * 1024  # multipart headers and boundaries around the uploaded file
-SEARCH_PARAMS = frozenset({"q", "k", "offset", "mode", "correct"})
+SORT_ABOUT = "relevance (the default), or a numeric column low to high ('price') or high to low ('-price')"
+EXPIRED = "this photo search has expired (photos are kept for an hour after their last use); search by the photo again"
 
 ASSETS = {"app.js": "text/javascript; charset=utf-8", "app.css": "text/css; charset=utf-8",
+          "suggest.js": "text/javascript; charset=utf-8", "facets.js": "text/javascript; charset=utf-8",
+          "render.js": "text/javascript; charset=utf-8",
           "favicon.svg": "image/svg+xml", "docs.js": "text/javascript; charset=utf-8"}
 # Swagger UI 5's own files, from the fastapi-offline package (only its files are used): /docs needs no CDN.
 DOCS_ASSETS = {"swagger-ui-bundle.js": "text/javascript; charset=utf-8", "swagger-ui.css": "text/css; charset=utf-8"}
-IMAGE_TYPES = ((b"\xff\xd8\xff", "image/jpeg"), (b"\x89PNG\r\n\x1a\n", "image/png"), (b"GIF8", "image/gif"))
 ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorOut, "description": why}
     for code, why in [(400, "the request cannot be answered as asked"), (404, "no such product"),
@@ -90,14 +111,14 @@ def create_app(searcher: Searcher, cfg: ServeConfig = ServeConfig(), *,
         return app.state.searcher
 
     columns = list(searcher.filter_columns)
-    pool = _Pool(search_threads)
-    light = _Pool(LIGHT_THREADS)  # photos and lookups never queue behind searches waiting for the model
+    pool = Pool(search_threads)
+    light = Pool(LIGHT_THREADS)  # photos and lookups never queue behind searches waiting for the model
     assets = {name: (resources.files("stylesearch").joinpath("static", name).read_bytes(), kind)
               for name, kind in {**ASSETS, "index.html": "text/html; charset=utf-8"}.items()}
     filter_docs = {"parameters": [filter_parameter(col, values) for col, values in searcher.facets().items()
                                   if col in columns]}
 
-    _install_error_handlers(app)
+    install_error_handlers(app)
     if cfg.cors_origins:  # closed unless the operator names the origins that may call the API
         from fastapi.middleware.cors import CORSMiddleware
 
@@ -108,27 +129,44 @@ def create_app(searcher: Searcher, cfg: ServeConfig = ServeConfig(), *,
 
         app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts))
     app.add_middleware(RequestGuard, upload_limit=cfg.max_upload_bytes + FORM_SLACK, body_timeout=cfg.body_timeout_s,
-                       max_uploads=cfg.max_concurrent_uploads)
+                       max_uploads=cfg.max_concurrent_uploads, photo_limit=cfg.max_upload_bytes)
+    uploads = UploadStore()
 
     async def run_search(request: Request, query: str | None, k: int, offset: int,
-                         call: Callable[[Searcher, dict[str, Any]], list[Any]], notes: list[str] | None = None,
-                         searcher: Searcher | None = None) -> SearchOut:
+                         call: Callable[[Searcher, dict[str, Any]], list[Any]] | None = None,
+                         notes: list[str] | None = None, searcher: Searcher | None = None, *,
+                         ranked: Callable[[Searcher, dict[str, Any], int, int], list[Any]] | None = None,
+                         sort: str | None = None, exclude: str | None = None) -> SearchOut:
+        """`call(searcher, filters)` answers the page as asked; `ranked(searcher, filters, k, offset)` can also sort.
+
+        `exclude` is a product the answer never holds (the seed of "more like this"): not counted in `total`.
+        """
         searcher = now() if searcher is None else searcher
         given = list(searcher.filter_columns)
         filters = parse_filters(request.query_params.multi_items(), given)
+        key = parse_sort(sort, searcher.numeric_columns)
         start = time.perf_counter()
 
         def work() -> tuple[list[Any], int, str | None]:
-            hits = call(searcher, filters)
-            # Worked out per request: the Searcher's own `last_notice` is shared by every thread.
+            sorted_by = None
+            total = searcher.count(filters or None, excluding=exclude)
+            if ranked is None:
+                hits = call(searcher, filters) if call else []
+            elif key.by_relevance:
+                hits = ranked(searcher, filters, k, offset)
+            else:  # sort the best matches, not the catalogue: the cheapest unrelated product is no answer
+                best = sort_hits(ranked(searcher, filters, SORT_DEPTH, 0), key)
+                hits, total = best[offset:offset + k], len(best)
+                sorted_by = f"the {total:,} best matches, sorted by {key.column}"
+            # Worked out per request (after `call`, which may add notes): `last_notice` is shared by every thread.
             notice_of = getattr(searcher, "truncation_notice", None)
-            said = [notice_of(query) if query is not None and notice_of else None, *(notes or [])]
-            return hits, searcher.count(filters or None), "; ".join(n for n in said if n) or None
+            said = [notice_of(query) if query is not None and notice_of else None, *(notes or []), sorted_by]
+            return hits, total, "; ".join(n for n in said if n) or None
 
         hits, total, notice = await pool.run(work)
         return SearchOut(query=query, hits=[HitOut.of(h) for h in hits], k=k, offset=offset, total=total,
-                         has_more=offset + len(hits) < total, took_ms=_ms(start), notice=notice,
-                         filters=_given(request, given))
+                         has_more=offset + len(hits) < total, took_ms=ms_since(start), notice=notice,
+                         filters=given_filters(request, given), sort=sort or RELEVANCE)
 
     @app.get("/api/search", response_model=SearchOut, responses=ERRORS, openapi_extra=filter_docs,
              summary="Search by text", tags=["search"])
@@ -141,41 +179,87 @@ def create_app(searcher: Searcher, cfg: ServeConfig = ServeConfig(), *,
                                                         "names (the default); clip: CLIP similarity alone"),
                           correct: bool = Query(True, description="correct words the catalogue does not use to "
                                                                   "close ones it does ('drss' -> 'dress')"),
+                          sort: str = Query(RELEVANCE, max_length=100, description=SORT_ABOUT),
                           ) -> SearchOut:
         query = q.strip()
         if not query:
             raise QueryError("empty query: type some words to search for")
         notes: list[str] = []
+        said: dict[str, Any] = {}
 
-        def call(s: Searcher, f: dict[str, Any]) -> list[Any]:
+        def call(s: Searcher, f: dict[str, Any], k: int, at: int) -> list[Any]:
             # Never wait for a mode still being prepared: a waiting request would hold a search thread.
-            answer = modes.run(s, query, k, f or None, offset, mode, wait=False, correct=correct)
+            answer = modes.run(s, query, k, f or None, at, mode, wait=False, correct=correct)
             if answer.notice:
                 notes.append(answer.notice)
-            fixed.append(answer.corrected)
+            said["corrected"] = answer.corrected
+            if offset == 0:  # the first page says whether anything matched; later pages only continue it
+                said["match"] = good_match(s, answer.corrected or query, answer.hits)
+                if not said["match"]:
+                    said["suggestions"] = [x.text for x in suggester_for(s).popular()]
             return answer.hits
 
-        fixed: list[str | None] = []
-        out = await run_search(request, query, k, offset, call, notes)
-        return out.model_copy(update={"corrected": fixed[0] if fixed else None})
+        out = await run_search(request, query, k, offset, notes=notes, ranked=call, sort=sort)
+        return out.model_copy(update=said)
 
     @app.post("/api/search/image", response_model=SearchOut, responses=ERRORS, openapi_extra=filter_docs,
               summary="Search by an uploaded picture", tags=["search"])
     async def search_image(request: Request, file: UploadFile = File(..., description="a JPEG, PNG, GIF or WebP"),
                            k: int = Query(10, ge=1, le=cfg.max_k), offset: int = Query(0, ge=0, le=MAX_OFFSET),
-                           ) -> SearchOut:
+                           sort: str = Query(RELEVANCE, max_length=100, description=SORT_ABOUT)) -> SearchOut:
         data = await file.read(cfg.max_upload_bytes + 1)
         if len(data) > cfg.max_upload_bytes:
-            raise HTTPException(413, f"upload is over the {cfg.max_upload_bytes} byte limit")
-        image = await pool.run(lambda: decode_image(data, where="upload"))
-        return await run_search(request, None, k, offset,
-                                lambda s, f: s.search_image(image, k=k, filters=f or None, offset=offset))
+            raise HTTPException(413, f"the photo is over the {size_text(cfg.max_upload_bytes)} limit")
+        current = now()
+
+        def encode() -> str:
+            image = decode_image(data, where="upload")
+            vector = np.asarray(current.encoder.encode_images([image]), np.float32)[0]
+            return uploads.put(data, image, vector, current.index.fingerprint, file.filename or "")
+
+        upload_id = await pool.run(encode)
+        return await photo_search(request, upload_id, k, offset, sort, current)
+
+    @app.get("/api/search/image/{upload_id}", response_model=SearchOut, responses=ERRORS, openapi_extra=filter_docs,
+             summary="Search again by a photo uploaded in the last hour", tags=["search"])
+    async def search_upload(request: Request, upload_id: str = Path(..., max_length=64),
+                            k: int = Query(10, ge=1, le=cfg.max_k), offset: int = Query(0, ge=0, le=MAX_OFFSET),
+                            sort: str = Query(RELEVANCE, max_length=100, description=SORT_ABOUT)) -> SearchOut:
+        return await photo_search(request, upload_id, k, offset, sort, now())
+
+    async def photo_search(request: Request, upload_id: str, k: int, offset: int, sort: str,
+                           current: Searcher) -> SearchOut:
+        found = uploads.get(upload_id)
+        if found is None or found.fingerprint != current.index.fingerprint:  # another model's vector means nothing
+            raise HTTPException(404, EXPIRED)
+        out = await run_search(request, None, k, offset, searcher=current, sort=sort,
+                               ranked=lambda s, f, k, at: s.search_vector(found.vector, k, f or None, at))
+        return out.model_copy(update={"upload_id": upload_id})
+
+    @app.get("/api/uploads/{upload_id}/thumbnail", responses={**ERRORS, 200: {"content": {"image/jpeg": {}}}},
+             response_class=Response, tags=["search"], summary="A small copy of a photo searched with")
+    async def upload_thumbnail(upload_id: str = Path(..., max_length=64)) -> Response:
+        found = uploads.get(upload_id)
+        if found is None:
+            raise HTTPException(404, EXPIRED)
+        return Response(found.thumbnail, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600"})
+
+    @app.get("/api/suggest", response_model=SuggestOut, responses=ERRORS, tags=["search"],
+             summary="Completions while typing, from the catalogue's types, colours, brands and titles")
+    async def suggest(q: str = Query(..., max_length=100, description="what has been typed so far"),
+                      limit: int = Query(8, ge=1, le=20)) -> SuggestOut:
+        current = now()
+        found = await light.run(lambda: suggester_for(current).suggest(q, limit))
+        return SuggestOut(query=q, suggestions=[SuggestionOut(text=s.text, kind=s.kind, count=s.count) for s in found])
 
     @app.get("/api/products", response_model=SearchOut, responses=ERRORS, openapi_extra=filter_docs,
              tags=["products"], summary="Browse the products that pass the filters, in catalogue order")
     async def browse(request: Request, k: int = Query(10, ge=1, le=cfg.max_k),
-                     offset: int = Query(0, ge=0, le=MAX_OFFSET)) -> SearchOut:
-        return await run_search(request, None, k, offset, lambda s, f: s.browse(k=k, filters=f or None, offset=offset))
+                     offset: int = Query(0, ge=0, le=MAX_OFFSET),
+                     sort: str = Query(RELEVANCE, max_length=100, description=SORT_ABOUT)) -> SearchOut:
+        return await run_search(request, None, k, offset, sort=sort,
+                                call=lambda s, f: browse_sorted(s, parse_sort(sort, s.numeric_columns), k,
+                                                                f or None, offset))
 
     @app.get("/api/products/{product_id}", response_model=ProductOut, responses=ERRORS, tags=["products"],
              summary="One product")
@@ -186,12 +270,18 @@ def create_app(searcher: Searcher, cfg: ServeConfig = ServeConfig(), *,
     @app.get("/api/products/{product_id}/similar", response_model=SearchOut, responses=ERRORS,
              openapi_extra=filter_docs, tags=["search"], summary="More like this product")
     async def similar(request: Request, product_id: str = Path(..., max_length=128),
-                      k: int = Query(10, ge=1, le=cfg.max_k), offset: int = Query(0, ge=0, le=MAX_OFFSET)) -> SearchOut:
+                      k: int = Query(10, ge=1, le=cfg.max_k), offset: int = Query(0, ge=0, le=MAX_OFFSET),
+                      edit: str | None = Query(None, max_length=MAX_EDIT_CHARS,
+                                               description="like this, but changed: 'in red', 'for women'"),
+                      sort: str = Query(RELEVANCE, max_length=100, description=SORT_ABOUT)) -> SearchOut:
         current = now()
         await light.run(lambda: lookup(current, product_id))  # unknown ids are a 404, not a filter error
-        return await run_search(request, None, k, offset,
-                                lambda s, f: s.similar(product_id, k=k, filters=f or None, offset=offset),
-                                searcher=current)
+        if edit and edit.strip():  # composed query (stylesearch.curate.compose)
+            return await run_search(request, edit.strip(), k, offset, searcher=current, exclude=product_id, sort=sort,
+                                    ranked=lambda s, f, k, at: similar_edited(s, product_id, edit, k=k,
+                                                                              filters=f or None, offset=at))
+        return await run_search(request, None, k, offset, searcher=current, exclude=product_id, sort=sort,
+                                ranked=lambda s, f, k, at: s.similar(product_id, k=k, filters=f or None, offset=at))
 
     @app.get("/api/facets", response_model=FacetsOut, responses=ERRORS, openapi_extra=filter_docs,
              tags=["search"], summary="Filter values and their counts, optionally for a query")
@@ -204,7 +294,8 @@ def create_app(searcher: Searcher, cfg: ServeConfig = ServeConfig(), *,
         found, total = await pool.run(lambda: (current.facets(query=query, filters=filters or None),
                                                current.count(filters or None)))
         counts = {c: {str(v): int(n) for v, n in values.items()} for c, values in found.items()}
-        return FacetsOut(query=query, facets=counts, total=total, took_ms=_ms(start))
+        return FacetsOut(query=query, facets=counts, total=total, took_ms=ms_since(start),
+                         sorts=sort_choices(current.numeric_columns))
 
     @app.get("/images/{product_id}", responses={**ERRORS, 200: {"content": {"image/jpeg": {}, "image/png": {}}}},
              response_class=Response, tags=["products"], summary="A product photo, by product id")
@@ -266,118 +357,9 @@ def _warm_hybrid(searcher: Searcher) -> None:
     started = time.perf_counter()
     try:
         hybrid_for(searcher)
-    except Exception:  # hybrid queries will retry the build and report the error; CLIP search is unaffected
-        log.exception("building the hybrid search index failed")
+        chance_score(searcher)  # the first text query then pays for neither,
+        suggester_for(searcher)  # nor the first keystroke for the suggestions
+    except Exception:  # each is built again on first use, and reports its error there; CLIP search is unaffected
+        log.exception("preparing hybrid search, the chance level or the suggestions failed")
         return
     log.info("hybrid search ready (BM25 over %d products) in %.1f s", len(searcher), time.perf_counter() - started)
-
-
-# --- requests to library calls ---------------------------------------------------------------------
-
-def filter_parameter(column: str, counts: Mapping[str, int]) -> dict[str, Any]:
-    """The OpenAPI description of one filter column, listing its values so /docs offers them."""
-    item: dict[str, Any] = {"type": "string", "minLength": 1, "maxLength": 200}
-    if column == "year":
-        item["pattern"] = r"^\s*(\d{4}\s*((-|\.\.|to)\s*(\d{4})?)?|(-|\.\.|to)\s*\d{4})\s*$"
-        about = "a year, or a range: 2011-2013, 2011-, -2013"
-    else:
-        if 0 < len(counts) <= MAX_ENUM:
-            item["enum"] = sorted(counts)
-        about = "any of these values (case does not matter)"
-    return {"name": column, "in": "query", "required": False, "style": "form", "explode": True,
-            "schema": {"type": "array", "items": item, "maxItems": MAX_FILTER_VALUES},
-            "description": f"keep only products whose {column} is {about}; repeat the parameter for more"}
-
-
-def parse_filters(items: Sequence[tuple[str, str]], columns: Sequence[str],
-                  reserved: frozenset[str] = SEARCH_PARAMS) -> dict[str, Any]:
-    """Query parameters to the Searcher's filters, by the one grammar (`search.filters`)."""
-    return filters_grammar.group(items, columns, reserved)
-
-
-def lookup(searcher: Searcher, product_id: str) -> Any:
-    # An id is only ever a key into the index (never a path): any id prepare accepted is served, and a
-    # request for anything else is simply not found.
-    try:
-        return searcher.product(product_id)
-    except (KeyError, QueryError, IndexError):
-        raise HTTPException(404, f"no product with id {_short(product_id)}") from None
-
-
-def image_of(searcher: Searcher, product_id: str) -> bytes:
-    lookup(searcher, product_id)
-    try:
-        data = searcher.image_bytes(product_id)
-    except (KeyError, QueryError, IndexError, CatalogError):
-        data = None
-    if not data:
-        raise HTTPException(404, f"product {product_id} has no image")
-    return bytes(data)
-
-
-def image_type(data: bytes) -> str:
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "image/webp"
-    return next((kind for magic, kind in IMAGE_TYPES if data.startswith(magic)), "application/octet-stream")
-
-
-def _given(request: Request, columns: Sequence[str]) -> dict[str, list[str]]:
-    out: dict[str, list[str]] = {}
-    for key, value in request.query_params.multi_items():
-        if key in columns:
-            out.setdefault(key, []).append(value.strip())
-    return out
-
-
-def _ms(start: float) -> float:
-    return round((time.perf_counter() - start) * 1000, 2)
-
-
-def _short(text: str, limit: int = 60) -> str:
-    return repr(text if len(text) <= limit else text[:limit] + "...")
-
-
-class _Pool:
-    """A bounded threadpool for the CPU work (encoding, decoding, faiss), apart from anyio's default one."""
-
-    def __init__(self, size: int):
-        self.size = size
-        self._limiter: anyio.CapacityLimiter | None = None  # needs a running event loop to create
-
-    async def run(self, func: Callable[[], T]) -> T:
-        if self._limiter is None:
-            self._limiter = anyio.CapacityLimiter(self.size)
-        return await anyio.to_thread.run_sync(func, limiter=self._limiter)
-
-
-# --- errors and guards ----------------------------------------------------------------------------
-
-def _install_error_handlers(app: FastAPI) -> None:
-    @app.exception_handler(QueryError)
-    async def query_error(_: Request, err: QueryError) -> JSONResponse:
-        return JSONResponse({"detail": str(err)}, status_code=400)
-
-    @app.exception_handler(CatalogError)
-    async def bad_upload(_: Request, err: CatalogError) -> JSONResponse:  # only uploads are decoded here
-        return JSONResponse({"detail": str(err)}, status_code=400)
-
-    @app.exception_handler(StylesearchError)
-    async def library_error(_: Request, err: StylesearchError) -> JSONResponse:
-        return JSONResponse({"detail": str(err)}, status_code=400)
-
-    @app.exception_handler(RequestValidationError)
-    async def invalid(_: Request, err: RequestValidationError) -> JSONResponse:
-        parts = []
-        for e in err.errors():
-            where = ".".join(str(p) for p in e.get("loc", ()) if p not in ("query", "path", "body"))
-            parts.append(f"{where or 'request'}: {e.get('msg', 'invalid')}")
-        return JSONResponse({"detail": "; ".join(parts) or "invalid request"}, status_code=422)
-
-    @app.exception_handler(StarletteHTTPException)
-    async def http_error(_: Request, err: StarletteHTTPException) -> JSONResponse:
-        return JSONResponse({"detail": str(err.detail)}, status_code=err.status_code, headers=err.headers)
-
-    @app.exception_handler(Exception)
-    async def crash(request: Request, err: Exception) -> JSONResponse:
-        log.exception("unhandled error on %s", request.url.path)  # the trace goes to the log, not the client
-        return JSONResponse({"detail": "internal error"}, status_code=500)

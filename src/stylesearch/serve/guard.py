@@ -31,9 +31,11 @@ SECURITY_HEADERS = [
 class RequestGuard:
     """Security headers on every answer; oversized query strings and bodies refused while they stream in."""
 
-    def __init__(self, app: ASGIApp, upload_limit: int, body_timeout: float = 10.0, max_uploads: int = 8):
+    def __init__(self, app: ASGIApp, upload_limit: int, body_timeout: float = 10.0, max_uploads: int = 8,
+                 photo_limit: int | None = None):
         self.app = app
         self.upload_limit = upload_limit
+        self.photo_limit = photo_limit  # what an upload's 413 names: the photo's limit, not the form's slack
         self.body_timeout = body_timeout
         self.max_uploads = max_uploads
         self.uploads = 0  # uploads in progress; the event loop is one thread, so a plain counter is safe
@@ -67,13 +69,16 @@ class RequestGuard:
             await _reject(scope, send_secure, 414, f"query string is over {MAX_QUERY_STRING} bytes")
             return
         limit = self.upload_limit if path == "/api/search/image" else MAX_OTHER_BODY
+        too_big = (f"the photo is over the {size_text(self.photo_limit)} limit"
+                   if path == "/api/search/image" and self.photo_limit else
+                   f"request body is over the {size_text(limit)} limit")
         declared = dict(headers).get(b"content-length")
         if declared is not None:
             if not declared.isdigit():
                 await _reject(scope, send_secure, 400, "Content-Length is not a number")
                 return
             if int(declared) > limit:  # refuse before reading a byte
-                await _reject(scope, send_secure, 413, f"request body is over the {limit} byte limit")
+                await _reject(scope, send_secure, 413, too_big)
                 return
         upload = path == "/api/search/image" and scope.get("method") == "POST"
         if upload and self.uploads >= self.max_uploads:
@@ -96,7 +101,7 @@ class RequestGuard:
                 seen += len(message.get("body", b""))
                 body_done = not message.get("more_body", False)
                 if seen > limit:  # chunked or lying clients: stop as soon as the limit is passed
-                    raise HTTPException(413, f"request body is over the {limit} byte limit")
+                    raise HTTPException(413, too_big)
             return message
 
         self.uploads += upload
@@ -108,6 +113,14 @@ class RequestGuard:
             await _reject(scope, send_secure, err.status_code, str(err.detail))
         finally:
             self.uploads -= upload
+
+
+def size_text(n: int) -> str:
+    """Bytes as people read them: 10485760 -> "10 MB", 65536 -> "64 KB"."""
+    for unit, size in (("MB", 1024 * 1024), ("KB", 1024)):
+        if n >= size:
+            return f"{n / size:.1f}".removesuffix(".0") + f" {unit}"
+    return f"{n} bytes"
 
 
 async def _reject(scope: Scope, send: Send, status: int, detail: str, retry_after: int | None = None) -> None:

@@ -59,6 +59,24 @@ class SearchOut(BaseModel):
     notice: str | None = Field(None, description="e.g. 'query truncated to 77 tokens'")
     filters: dict[str, list[str]] = Field(description="the filters applied, as given")
     corrected: str | None = Field(None, description="what was searched for when the query's spelling was corrected")
+    match: bool | None = Field(None, description="text searches: whether the query matched better than chance "
+                                                 "(catalogue words, or a CLIP score above random text's); "
+                                                 "null for other searches and later pages")
+    suggestions: list[str] = Field(default_factory=list, description="what to search for instead when match is false")
+    sort: str = Field("relevance", description="the order applied: relevance, a numeric column, or -column")
+    upload_id: str | None = Field(None, description="photo searches: GET /api/search/image/{upload_id} repeats "
+                                                    "this search without the upload, for an hour after its last use")
+
+
+class SuggestionOut(BaseModel):
+    text: str
+    kind: str = Field(description="type, colour, brand, colour and type, category, usage, gender, season or product")
+    count: int = Field(description="products with this value (or, for a product, this title)")
+
+
+class SuggestOut(BaseModel):
+    query: str
+    suggestions: list[SuggestionOut]
 
 
 class FacetsOut(BaseModel):
@@ -66,6 +84,8 @@ class FacetsOut(BaseModel):
     facets: dict[str, dict[str, int]] = Field(description="column -> value -> product count")
     total: int
     took_ms: float
+    sorts: list[str] = Field(default_factory=list, description="what sort= accepts: relevance, and each numeric "
+                                                               "column ascending ('price') and descending ('-price')")
 
 
 class IndexInfo(BaseModel):

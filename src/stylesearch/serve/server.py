@@ -25,6 +25,8 @@ class SlowClientGuard(H11Protocol):
 
     uvicorn times out idle keep-alive connections but not a client that trickles its headers a
     byte at a time; without this, a few hundred such sockets hold every `limit_concurrency` slot.
+    The timer runs only while a request line and headers are awaited; once a request has started,
+    its body has `RequestGuard`'s deadline for the whole body instead (serve/guard.py).
     """
 
     header_timeout = HEADER_TIMEOUT
@@ -40,15 +42,19 @@ class SlowClientGuard(H11Protocol):
             self._disarm()
 
     def on_response_complete(self) -> None:
-        super().on_response_complete()
-        if self.transport.is_closing():
+        cycle = self.cycle
+        super().on_response_complete()  # may start a pipelined request already buffered (handle_events)
+        if self.transport.is_closing() or self.cycle is not cycle:
+            # A pipelined request has just started: its headers are in, so no header timer (it would cut
+            # the request off mid-body or mid-answer), and a body still arriving is its own, not the
+            # unread rest of the one just answered.
             return
         if self.conn.their_state is h11.SEND_BODY:
             # Answered before the request body ended (a 408 or 413): the rest of the body would be read
             # as the next request, so the connection ends here.
             self.transport.close()
             return
-        self._arm()  # the next request on this keep-alive connection gets the same deadline
+        self._arm()  # the next request on this keep-alive connection gets the same deadline for its headers
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()

@@ -2,29 +2,14 @@
 "use strict";
 
 const PAGE_SIZE = 24;
-const FACETS = [
-  ["gender", "Gender"], ["masterCategory", "Category"], ["articleType", "Article type"],
-  ["baseColour", "Colour"], ["season", "Season"], ["usage", "Usage"],
-];
-const FACET_PREVIEW = 8; // longer lists fold behind "Show all"
-const COLOURS = {
-  black: "#1f1f1f", white: "#f4f4f4", red: "#c8232c", "navy blue": "#1c2a5a", blue: "#2f6bd8",
-  green: "#2e9447", yellow: "#e9c21e", pink: "#f08aaa", grey: "#8a8a8a", brown: "#7a4a22",
-  purple: "#7b3fa0", orange: "#f08a24", beige: "#e4d5b7", maroon: "#7a1f2b", olive: "#7d7a2e",
-  silver: "#c0c4c8", gold: "#d4a93a", "off white": "#f2eee3", cream: "#f3ead2", khaki: "#b9a978",
-  teal: "#1f8a86", magenta: "#c2188f", charcoal: "#3a3d42", "turquoise blue": "#2cc3c6",
-  "grey melange": "#a6a7aa", peach: "#f6c0a0", lavender: "#b8a5dc", mustard: "#d6a51f",
-  "sea green": "#2e8b66", rust: "#a8472a", tan: "#c79a6b", "lime green": "#8bc53f", coffee: "#5a3a24",
-  copper: "#b0653a", bronze: "#8c6a32", mauve: "#b07f99", burgundy: "#6d1a2a", nude: "#e3bc9a",
-  "fluorescent green": "#7cf03b", rose: "#e48aa1", steel: "#7b8896", "skin": "#e2b79a", "taupe": "#8b7d6b",
-  "mushroom brown": "#9b8770", "metallic": "#a9aeb4", "multi": "conic",
-};
 
 const state = {
   mode: "idle",        // idle | browse (filters, no query) | text | image | similar
   q: "",
   hybrid: true,        // "Match words" (on by default, as in the API): hybrid for text queries; off = mode=clip
-  file: null,          // the File searched with, kept for "load more"
+  file: null,          // the File being uploaded; once the server keeps it, `upload` names it
+  upload: null,        // the server's id for the photo searched with (/api/search/image/{id}): it lives in the URL
+  sort: "relevance",   // or a numeric column: "price" low to high, "-price" high to low
   product: null,       // {id, title} for "more like this"
   filters: new Map(),  // column -> Set of values
   offset: 0,
@@ -41,15 +26,31 @@ document.addEventListener("DOMContentLoaded", () => {
                     "results-title", "mode-chip", "mode-thumb", "mode-text", "mode-clear", "notice", "error",
                     "welcome", "grid", "load-more", "dropzone", "card-template", "results",
                     "filters-toggle", "filter-count", "match-words", "product-view", "pv-image", "pv-title",
-                    "pv-attributes", "pv-similar", "pv-close"]) {
+                    "pv-attributes", "pv-similar", "pv-edit", "pv-close", "sort", "sort-field", "no-match", "no-match-title",
+                    "no-match-list", "show-anyway", "show-results", "input-note", "active-filters"]) {
     els[id] = $(id);
   }
   els["search-form"].addEventListener("submit", (event) => {
     event.preventDefault();
     const q = els.q.value.trim();
     if (!q) { showError("Type a few words to search for, or search by photo."); els.q.focus(); return; }
+    performance.clearMarks("search-start");
+    performance.mark("search-start");  // Enter -> results painted, measured in render() ("search-to-paint")
     startText(q);
   });
+  els.q.addEventListener("input", () => {  // a long paste is cut where the server would cut it, and says so
+    const typed = els.q.value.length;
+    els["input-note"].hidden = typed <= MAX_QUERY;
+    if (typed > MAX_QUERY) {
+      els.q.value = els.q.value.slice(0, MAX_QUERY);
+      els["input-note"].textContent = `Your text was ${typed.toLocaleString()} characters; searches read the first ${MAX_QUERY}.`;
+    }
+  });
+  els.sort.addEventListener("change", () => {
+    state.sort = els.sort.value;
+    if (state.mode !== "idle") { remember(); search(true); }
+  });
+  els["show-anyway"].addEventListener("click", () => { els["no-match"].hidden = true; els.grid.hidden = false; });
   for (const button of document.querySelectorAll(".suggestion")) {
     button.addEventListener("click", () => { els.q.value = button.textContent; startText(button.textContent); });
   }
@@ -64,12 +65,9 @@ document.addEventListener("DOMContentLoaded", () => {
     els.q.focus();
   });
   els["clear-filters"].addEventListener("click", () => { state.filters.clear(); remember(); refresh(); });
-  els["load-more"].addEventListener("click", () => search(false));
-  els["filters-toggle"].addEventListener("click", () => {  // small screens fold the filters away
-    const open = els.facets.closest(".filters").classList.toggle("open");
-    els["filters-toggle"].setAttribute("aria-expanded", String(open));
-    els["filters-toggle"].textContent = open ? "Hide" : "Show";
-  });
+  els["load-more"].addEventListener("click", () => { if (!state.busy) search(false); });
+  els["filters-toggle"].addEventListener("click", () => openSheet(!els.facets.closest(".filters").classList.contains("open")));
+  els["show-results"].addEventListener("click", showResults);
   els["match-words"].addEventListener("change", () => {
     state.hybrid = els["match-words"].checked;
     if (state.mode === "text") startText(state.q);
@@ -80,8 +78,13 @@ document.addEventListener("DOMContentLoaded", () => {
   els["product-view"].addEventListener("cancel", (event) => { event.preventDefault(); closeProduct(); });  // Escape
   els["pv-similar"].addEventListener("click", () => {
     const product = viewed;
+    const edit = els["pv-edit"].value.trim();  // "like this, but in red": /similar?edit=
+    els["pv-edit"].value = "";
     closeProduct();
-    startSimilar(product);
+    startSimilar(edit ? { ...product, edit } : product);
+  });
+  els["pv-edit"].addEventListener("keydown", (event) => {
+    if (event.key === "Enter") { event.preventDefault(); els["pv-similar"].click(); }
   });
   // Every search state is a URL: Back and Forward step through them, and a shared link reproduces one.
   window.addEventListener("popstate", restoreFromUrl);
@@ -90,7 +93,8 @@ document.addEventListener("DOMContentLoaded", () => {
 
 // --- the URL is the state ------------------------------------------------------------------------
 
-const URL_KEYS = new Set(["q", "mode", "like"]);
+const URL_KEYS = new Set(["q", "mode", "like", "edit", "photo", "sort"]);
+const MAX_QUERY = 512;  // the server's limit on q
 
 // --- the product view: /p/{id}, over the search it was opened from --------------------------------
 
@@ -121,6 +125,7 @@ async function showProduct(id) {
   }
   viewed = { id: product.id, title: product.title, image: product.image_url };
   els["pv-image"].src = product.image_url;
+  capToNatural(els["pv-image"], 3);  // the larger view: three times a small photo's size, no more
   els["pv-image"].alt = product.title;
   els["pv-title"].textContent = product.title;
   const rows = document.createDocumentFragment();
@@ -142,17 +147,21 @@ function urlFor() {
   if (state.mode === "text") {
     params.set("q", state.q);
     if (!state.hybrid) params.set("mode", "clip");
+  } else if (state.mode === "image") {
+    params.set("photo", state.upload);
   } else if (state.mode === "similar") {
     params.set("like", state.product.id);
+    if (state.product.edit) params.set("edit", state.product.edit);
   }
   filterParams(params);
+  if (state.sort !== "relevance") params.set("sort", state.sort);
   const query = params.toString();
   return "/" + (query ? "?" + query : "");
 }
 
 function remember() {
-  // A photo search cannot live in a URL (the photo stays in this tab); it keeps the URL it came from.
-  if (state.mode === "image") return;
+  // A photo search enters the URL once the server has kept the photo and named it (state.upload).
+  if (state.mode === "image" && !state.upload) return;
   const url = urlFor();
   if (url !== location.pathname + location.search) history.pushState(null, "", url);
   shownSearch = location.search;
@@ -174,16 +183,22 @@ async function restoreFromUrl() {
     state.filters.get(column).add(value);
   }
   state.hybrid = els["match-words"].checked = params.get("mode") !== "clip";
+  state.sort = params.get("sort") || "relevance";
+  setSortChoice();
+  const photo = params.get("photo");
   const q = params.get("q");
   const like = params.get("like");
   els.q.value = q || "";
   if (q) {
-    Object.assign(state, { mode: "text", q, file: null, product: null });
+    Object.assign(state, { mode: "text", q, file: null, upload: null, product: null });
+  } else if (photo) {
+    Object.assign(state, { mode: "image", q: "", file: null, upload: photo, product: null });
   } else if (like) {
     let title = like;
     try { title = (await answer(await fetch(`/api/products/${encodeURIComponent(like)}`))).title; } catch { /* shown as its id */ }
     Object.assign(state, { mode: "similar", q: "", file: null,
-                           product: { id: like, title, image: `/images/${encodeURIComponent(like)}` } });
+                           product: { id: like, title, image: `/images/${encodeURIComponent(like)}`,
+                                      edit: params.get("edit") || undefined } });
   } else {
     Object.assign(state, { mode: state.filters.size ? "browse" : "idle", q: "", file: null, product: null });
   }
@@ -193,19 +208,20 @@ async function restoreFromUrl() {
 // --- starting searches -------------------------------------------------------------------------
 
 function startText(q) {
-  Object.assign(state, { mode: "text", q, file: null, product: null });
+  Object.assign(state, { mode: "text", q, file: null, upload: null, product: null });
   remember();
   refresh();
 }
 
 function startImage(file) {
   if (!file.type.startsWith("image/")) { showError(`“${file.name}” is not an image.`); return; }
-  Object.assign(state, { mode: "image", file, product: null });
+  Object.assign(state, { mode: "image", q: "", file, upload: null, product: null });
+  els.q.value = "";  // the old words are not what is searched for any more
   refresh();
 }
 
 function startSimilar(product) {
-  Object.assign(state, { mode: "similar", product, file: null });
+  Object.assign(state, { mode: "similar", product, file: null, upload: null });
   remember();
   refresh();
   els.results.focus({ preventScroll: true });
@@ -213,13 +229,14 @@ function startSimilar(product) {
 }
 
 function reset(record = true) {
-  Object.assign(state, { mode: "idle", q: "", file: null, product: null, offset: 0, total: 0 });
+  Object.assign(state, { mode: "idle", q: "", file: null, upload: null, product: null, offset: 0, total: 0 });
   state.filters.clear();
   if (record) remember();
   els.grid.replaceChildren();
   els.welcome.hidden = false;
   els["load-more"].hidden = true;
   els.status.textContent = "";
+  els["no-match"].hidden = true;
   els["results-title"].textContent = "Discover the catalogue";
   renderMode();
   loadFacets();
@@ -246,6 +263,7 @@ async function search(fresh) {
   const ticket = ++state.request;
   const offset = fresh ? 0 : state.offset;
   const params = filterParams(new URLSearchParams({ k: PAGE_SIZE, offset }));
+  if (state.sort !== "relevance") params.set("sort", state.sort);
   let request;
   if (state.mode === "text") {
     params.set("q", state.q);
@@ -253,22 +271,30 @@ async function search(fresh) {
     request = fetch("/api/search?" + params);
   } else if (state.mode === "browse") {
     request = fetch("/api/products?" + params);
+  } else if (state.mode === "image" && state.upload) {  // kept by the server: no second upload, no re-encoding
+    request = fetch(`/api/search/image/${encodeURIComponent(state.upload)}?` + params);
   } else if (state.mode === "image") {
     const form = new FormData();
     form.append("file", state.file, state.file.name || "photo");
     request = fetch("/api/search/image?" + params, { method: "POST", body: form });
   } else {
+    if (state.product.edit) params.set("edit", state.product.edit);
     request = fetch(`/api/products/${encodeURIComponent(state.product.id)}/similar?` + params);
   }
   setBusy(true);
   hideError();
-  if (fresh) loadFacets();
   try {
     const body = await answer(await request);
     if (ticket !== state.request) return;
     state.offset = offset + body.hits.length;
     state.total = body.total;
+    if (state.mode === "image" && body.upload_id && !state.upload) {
+      state.upload = body.upload_id;  // the file stays for the chip; the pages after this ask by id
+      remember();
+    }
     render(body, fresh);
+    // Facets after the results: their requests would otherwise compete with the search for the server.
+    if (fresh) loadFacets();
   } catch (err) {
     if (ticket === state.request) showError(err.message);
   } finally {
@@ -276,23 +302,6 @@ async function search(fresh) {
   }
 }
 
-async function loadFacets() {
-  const ticket = state.request;
-  // Counts over the filtered catalogue (not the query's top results), so a facet's count is the
-  // number of results ticking it gives; it also spares the server a second text encoding.
-  // A group with values ticked counts under every filter but its own, so its other values stay in
-  // view with the counts that adding them would give (values within a group are "any of").
-  const groups = [...state.filters.keys()];
-  try {
-    const [all, ...own] = await Promise.all([filterParams(), ...groups.map((g) => filterParams(undefined, g))]
-      .map(async (params) => (await answer(await fetch("/api/facets?" + params))).facets));
-    const facets = { ...all };
-    groups.forEach((group, i) => { if (own[i][group]) facets[group] = own[i][group]; });
-    if (ticket === state.request) renderFacets(facets);
-  } catch (err) {
-    els.facets.replaceChildren(paragraph("Filters are unavailable: " + err.message, "muted"));
-  }
-}
 
 async function answer(response) {
   let body = null;
@@ -306,194 +315,13 @@ async function answer(response) {
 
 // --- rendering ---------------------------------------------------------------------------------
 
-function render(body, fresh) {
-  els.welcome.hidden = true;
-  if (fresh) els.grid.replaceChildren();
-  const cards = document.createDocumentFragment();
-  for (const hit of body.hits) cards.append(card(hit));
-  els.grid.append(cards);
-  renderMode();
-  const shown = els.grid.children.length;
-  const what = state.mode === "text" ? `ranked for “${state.q}”`
-    : state.mode === "browse" ? "with these filters"
-    : state.mode === "image" ? "that look like your photo" : `like “${state.product.title}”`;
-  els["results-title"].textContent = state.mode === "text" ? `Results for “${state.q}”`
-    : state.mode === "browse" ? "Browsing the catalogue"
-    : state.mode === "image" ? "Similar to your photo" : "More like this";
-  els.status.replaceChildren();
-  if (!shown) {
-    els.status.textContent = `No products ${what} match these filters.`;
-  } else {
-    els.status.append(`Showing ${shown} of ${body.total.toLocaleString()} products ${what} `);
-    const took = document.createElement("span");
-    took.className = "took";
-    took.dataset.testid = "took";
-    took.textContent = `${formatMs(body.took_ms)}`;
-    els.status.append(took);
-  }
-  els.notice.hidden = !body.notice;
-  els.notice.textContent = body.notice || "";
-  els["load-more"].hidden = !body.has_more;
-  els["load-more"].textContent = `Load more (${Math.min(PAGE_SIZE, body.total - shown)} of ${(body.total - shown).toLocaleString()} left)`;
-}
-
-const KNOWN_ATTRIBUTES = new Set(["gender", "masterCategory", "subCategory", "articleType", "baseColour",
-                                  "season", "year", "usage"]);
-
-function card(hit) {
-  const node = els["card-template"].content.firstElementChild.cloneNode(true);
-  const attrs = hit.attributes || {};
-  const img = node.querySelector("img");
-  img.src = hit.image_url;
-  img.alt = hit.title;
-  node.dataset.id = hit.id;
-  const link = document.createElement("a");  // a real link: keyboard, middle-click and "copy link" work
-  link.href = `/p/${encodeURIComponent(hit.id)}`;
-  link.textContent = hit.title;
-  link.dataset.testid = "card-link";
-  link.addEventListener("click", (event) => {
-    if (event.button !== 0 || event.metaKey || event.ctrlKey || event.shiftKey) return;
-    event.preventDefault();
-    openProduct(hit);
-  });
-  node.querySelector(".card-title").replaceChildren(link);
-  node.querySelector(".card-colour").textContent = attrs.baseColour || "—";
-  node.querySelector(".card-type").textContent = attrs.articleType || attrs.subCategory || "";
-  paintSwatch(node.querySelector(".swatch"), attrs.baseColour);
-  // The catalogue's own columns (price, brand, ...) after the ones every catalogue has.
-  const extra = Object.entries(attrs).filter(([k, v]) => !KNOWN_ATTRIBUTES.has(k) && v !== null && v !== "");
-  if (extra.length) {
-    const line = document.createElement("p");
-    line.className = "card-extra";
-    line.dataset.testid = "card-extra";
-    line.textContent = extra.map(([k, v]) => `${k} ${typeof v === "number" ? v.toLocaleString() : v}`).join(" · ");
-    node.querySelector(".card-title").after(line);
-  }
-  const score = node.querySelector(".score");
-  score.hidden = state.mode === "browse";  // catalogue order: there is no score to show
-  score.textContent = hit.score.toFixed(1);
-  score.title = `CLIP score ${hit.score.toFixed(2)} (100 × cosine similarity), rank ${hit.rank}`;
-  const more = node.querySelector(".more-like-this");
-  more.setAttribute("aria-label", `More like ${hit.title}`);
-  more.addEventListener("click", () => startSimilar({ id: hit.id, title: hit.title, image: hit.image_url }));
-  img.addEventListener("click", () => openProduct(hit));
-  return node;
-}
-
-function renderMode() {
-  const chip = els["mode-chip"];
-  const thumb = els["mode-thumb"];
-  if (state.mode === "image" || state.mode === "similar") {
-    chip.hidden = false;
-    if (thumb.dataset.blob) URL.revokeObjectURL(thumb.dataset.blob);
-    delete thumb.dataset.blob;
-    if (state.mode === "image") {
-      thumb.src = thumb.dataset.blob = URL.createObjectURL(state.file);
-      els["mode-text"].textContent = state.file.name || "your photo";
-    } else {
-      thumb.src = state.product.image;
-      els["mode-text"].textContent = state.product.title;
-    }
-    thumb.hidden = false;
-  } else {
-    chip.hidden = true;
-  }
-}
-
-function renderFacets(facets) {
-  const groups = document.createDocumentFragment();
-  for (const [column, label] of FACETS) {
-    const counts = facets[column];
-    if (!counts) continue;
-    const chosen = state.filters.get(column) || new Set();
-    const entries = Object.entries(counts).sort((a, b) => b[1] - a[1] || a[0].localeCompare(b[0]));
-    for (const value of chosen) if (!(value in counts)) entries.unshift([value, 0]);
-    if (!entries.length) continue;
-    const fieldset = document.createElement("fieldset");
-    fieldset.className = "facet";
-    fieldset.dataset.testid = `facet-${column}`;
-    const legend = document.createElement("legend");
-    legend.textContent = label;
-    fieldset.append(legend);
-    const list = document.createElement("ul");
-    entries.forEach(([value, count], i) => {
-      const item = document.createElement("li");
-      if (i >= FACET_PREVIEW && !chosen.has(value)) item.className = "folded";
-      const input = document.createElement("input");
-      input.type = "checkbox";
-      input.id = `f-${column}-${i}`;
-      input.checked = chosen.has(value);
-      input.dataset.testid = "facet-option";
-      input.dataset.column = column;
-      input.dataset.value = value;
-      input.addEventListener("change", () => toggleFilter(column, value, input.checked));
-      const labelEl = document.createElement("label");
-      labelEl.htmlFor = input.id;
-      const name = document.createElement("span");
-      name.className = "facet-name";
-      if (column === "baseColour") {
-        const sw = document.createElement("span");
-        sw.className = "swatch";
-        paintSwatch(sw, value);
-        name.append(sw);
-      }
-      name.append(value);
-      const n = document.createElement("span");
-      n.className = "count";
-      n.textContent = count.toLocaleString();
-      labelEl.append(name, n);
-      item.append(input, labelEl);
-      list.append(item);
-    });
-    fieldset.append(list);
-    if (entries.length > FACET_PREVIEW) {
-      const toggle = document.createElement("button");
-      toggle.type = "button";
-      toggle.className = "link-button";
-      toggle.setAttribute("aria-expanded", "false");
-      toggle.textContent = `Show all ${entries.length}`;
-      toggle.addEventListener("click", () => {
-        const open = fieldset.classList.toggle("open");
-        toggle.setAttribute("aria-expanded", String(open));
-        toggle.textContent = open ? "Show fewer" : `Show all ${entries.length}`;
-      });
-      fieldset.append(toggle);
-    }
-    groups.append(fieldset);
-  }
-  // Keep keyboard focus on the same checkbox across the re-render.
-  const focused = document.activeElement && document.activeElement.dataset;
-  const again = focused && focused.testid === "facet-option" ? [focused.column, focused.value] : null;
-  els.facets.replaceChildren(groups);
-  if (again) {
-    const match = [...els.facets.querySelectorAll("input")].find(
-      (i) => i.dataset.column === again[0] && i.dataset.value === again[1]);
-    if (match) match.focus();
-  }
-  renderFilterState();
-}
-
-function toggleFilter(column, value, on) {
-  const values = state.filters.get(column) || new Set();
-  if (on) values.add(value); else values.delete(value);
-  if (values.size) state.filters.set(column, values); else state.filters.delete(column);
-  if (state.mode === "idle" && state.filters.size) state.mode = "browse";
-  remember();
-  refresh();
-}
-
-function renderFilterState() {
-  const chosen = [...state.filters.values()].reduce((n, values) => n + values.size, 0);
-  els["clear-filters"].hidden = chosen === 0;
-  els["filter-count"].hidden = chosen === 0;
-  els["filter-count"].textContent = String(chosen);
-}
 
 function setBusy(busy) {
   state.busy = busy;
   document.body.classList.toggle("busy", busy);
   els.grid.setAttribute("aria-busy", String(busy));
-  els["load-more"].disabled = busy;
+  // Not `disabled`: a disabled button drops keyboard focus to <body> while the next page loads.
+  els["load-more"].setAttribute("aria-disabled", String(busy));
 }
 
 function showError(message) {
@@ -512,16 +340,6 @@ function paragraph(text, className) {
   return p;
 }
 
-function paintSwatch(element, colour) {
-  const css = COLOURS[String(colour || "").toLowerCase()];
-  if (css === "conic") element.classList.add("multi");
-  else if (css) element.style.backgroundColor = css;
-  else element.classList.add("unknown");
-}
-
-function formatMs(ms) {
-  return ms < 1000 ? `in ${Math.round(ms)} ms` : `in ${(ms / 1000).toFixed(2)} s`;
-}
 
 // --- drag and drop -----------------------------------------------------------------------------
 

@@ -1,0 +1,164 @@
+"""`stylesearch tag`: predict each product's attribute values from its image, with calibrated confidence.
+
+Per column: text prototypes from the train split's words (`curate.vocabulary`), image prototypes (the
+mean train image of each value) and the train frequencies as a prior; on the val split, the weights of
+the last two and one temperature (`curate.calibrate`) with the lowest NLL. Then every product gets its
+most likely value and a confidence. The image alone decides: a val or test product's own metadata never
+reaches its suggestion (a train product's label is one of many in its value's image prototype).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from stylesearch.config import TagConfig
+from stylesearch.curate.calibrate import Reliability, fit_temperature, nll, reliability, softmax
+from stylesearch.curate.vocabulary import (
+    Vocabulary,
+    attribute_columns,
+    build_vocabulary,
+    catalogue_vectors,
+    cell_strings,
+    index_vectors,
+)
+from stylesearch.data.prepare import ProcessedCatalog
+from stylesearch.errors import CatalogError
+from stylesearch.model.encoder import Encoder
+from stylesearch.search.searcher import Searcher
+
+# CLIP's own logit scale (its learned temperature is clamped at 100): the "before calibration" reference.
+CLIP_TEMPERATURE = 0.01
+SUGGESTION_COLUMNS = ("id", "split", "column", "value", "confidence", "current")
+
+
+@dataclass(frozen=True)
+class ColumnModel:
+    """One column's prototypes, mix and calibrated temperature, with its val-split reliability before and after."""
+
+    vocabulary: Vocabulary
+    images: np.ndarray  # (values, dim): the mean train image of each value, L2-normalised
+    log_prior: np.ndarray  # (values,): log share of each value in the train split
+    image_weight: float  # image prototypes beside the text ones (0: text alone)
+    prior_weight: float  # 0: every value equally likely a priori; 1: as often as in train
+    temperature: float
+    before: Reliability  # text prototypes alone at CLIP_TEMPERATURE, uniform prior: plain zero-shot CLIP
+    after: Reliability  # as fitted
+
+    def probabilities(self, images: np.ndarray) -> np.ndarray:
+        """Calibrated probability of every value for every image: (images, values)."""
+        return softmax(mixed_scores(self.vocabulary, self.images, images, self.image_weight), self.temperature,
+                       self.prior_weight * self.log_prior)
+
+
+def mixed_scores(vocabulary: Vocabulary, prototypes: np.ndarray, images: np.ndarray, weight: float) -> np.ndarray:
+    """Cosine with each value's text prototype, plus `weight` x cosine with its image prototype."""
+    scores = vocabulary.scores(images)
+    return scores + weight * (np.asarray(images, np.float32) @ prototypes.T) if weight else scores
+
+
+def image_prototypes(vocabulary: Vocabulary, values: pd.Series, vectors: np.ndarray) -> np.ndarray:
+    """The mean of each value's image vectors (rows of `vectors` aligned with `values`), L2-normalised."""
+    codes = vocabulary.codes(values)
+    out = np.zeros_like(vocabulary.prototypes)
+    np.add.at(out, codes[codes >= 0], np.asarray(vectors, np.float32)[codes >= 0])
+    return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
+
+
+@dataclass
+class TagResult:
+    """Suggestions for every product and column, and the column models that made them."""
+
+    suggestions: pd.DataFrame
+    models: dict[str, ColumnModel]
+
+    def calibration(self) -> dict[str, Any]:
+        return {c: {"temperature": m.temperature, "values": len(m.vocabulary.values),
+                    "image_weight": m.image_weight, "prior_weight": m.prior_weight,
+                    "val_ece_before": m.before.ece, "val_ece_after": m.after.ece,
+                    "val_reliability": m.after.to_dict()} for c, m in self.models.items()}
+
+
+def fit_columns(encoder: Encoder, frame: pd.DataFrame, vectors: np.ndarray,
+                cfg: TagConfig = TagConfig(), columns: list[str] | None = None) -> dict[str, ColumnModel]:
+    """Prototypes from the train split; the mix, prior and temperature with the lowest NLL on the val split."""
+    split = frame["split"].astype(str).to_numpy()
+    train_rows, val = np.flatnonzero(split == "train"), np.flatnonzero(split == "val")
+    if len(train_rows) == 0 or len(val) == 0:
+        raise CatalogError("tagging needs a train split (for the prompts) and a val split (for calibration); "
+                           "tag a catalogue written by `stylesearch prepare`")
+    train = frame.iloc[train_rows]
+    models = {}
+    for column in columns or attribute_columns(frame, cfg):
+        vocabulary = build_vocabulary(encoder, train, column, cfg)
+        images = image_prototypes(vocabulary, train[column], vectors[train_rows])
+        log_prior = np.log(np.asarray(vocabulary.support, np.float64) / sum(vocabulary.support))
+        codes = vocabulary.codes(frame[column].iloc[val])
+        known, labels = val[codes >= 0], codes[codes >= 0]
+        best: tuple[float, float, float, float] | None = None  # (nll, image weight, prior weight, temperature)
+        for image_weight in cfg.image_weights:
+            logits = mixed_scores(vocabulary, images, vectors[known], image_weight)
+            for prior_weight in cfg.prior_weights:
+                temperature = fit_temperature(logits, labels, offset=prior_weight * log_prior)
+                loss = nll(logits, labels, temperature, prior_weight * log_prior)
+                if best is None or loss < best[0] - 1e-12:
+                    best = (loss, image_weight, prior_weight, temperature)
+        assert best is not None, "TagConfig.image_weights and prior_weights must not be empty"
+        _, image_weight, prior_weight, temperature = best
+        model = ColumnModel(vocabulary, images, log_prior, image_weight, prior_weight, temperature,
+                            before=_reliability(softmax(vocabulary.scores(vectors[known]), CLIP_TEMPERATURE),
+                                                labels, cfg), after=Reliability((), (), (), ()))
+        models[column] = dataclasses.replace(
+            model, after=_reliability(model.probabilities(vectors[known]), labels, cfg))
+    return models
+
+
+def _reliability(probs: np.ndarray, labels: np.ndarray, cfg: TagConfig) -> Reliability:
+    return reliability(probs.max(axis=1), probs.argmax(axis=1) == labels, cfg.calibration_bins)
+
+
+def suggest(frame: pd.DataFrame, vectors: np.ndarray, models: dict[str, ColumnModel]) -> pd.DataFrame:
+    """One row per product and column: the most likely value, its confidence and the value on file."""
+    parts = []
+    ids, splits = frame["id"].astype(str).to_numpy(), frame["split"].astype(str).to_numpy()
+    for column, model in models.items():
+        probs = model.probabilities(vectors)
+        best = probs.argmax(axis=1)
+        parts.append(pd.DataFrame({
+            "id": ids, "split": splits, "column": column,
+            "value": np.asarray(model.vocabulary.values, dtype=object)[best],
+            "confidence": probs[np.arange(len(best)), best].astype(np.float64),
+            "current": pd.Series(cell_strings(frame[column]), dtype="object").to_numpy(),
+        }))
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=list(SUGGESTION_COLUMNS))
+
+
+def fill_missing(frame: pd.DataFrame, suggestions: pd.DataFrame,
+                 threshold: float) -> tuple[pd.DataFrame, dict[str, int]]:
+    """`frame` with each missing cell set to its suggestion when confident enough; values on file are kept."""
+    filled = frame.copy()
+    counts: dict[str, int] = {}
+    row_of = {pid: i for i, pid in enumerate(frame["id"].astype(str))}
+    for column, group in suggestions.groupby("column", sort=False):
+        chosen = group[group["current"].isna() & (group["confidence"] >= threshold)]
+        rows = [row_of[pid] for pid in chosen["id"]]
+        if rows:
+            if filled[column].dtype != object:
+                filled[column] = filled[column].astype(object)  # a category or string dtype may lack the value
+            filled.iloc[rows, filled.columns.get_loc(column)] = chosen["value"].to_numpy()
+        counts[str(column)] = len(rows)
+    return filled, counts
+
+
+def tag_catalogue(searcher: Searcher, catalog: ProcessedCatalog, cfg: TagConfig = TagConfig(),
+                  columns: list[str] | None = None) -> TagResult:
+    """Suggest every product's attribute values from its image, with val-calibrated confidence."""
+    frame = catalog.frame.reset_index(drop=True)
+    vectors = catalogue_vectors(frame, searcher.encoder, index_vectors(searcher))
+    models = fit_columns(searcher.encoder, frame, vectors, cfg, columns)
+    suggestions = suggest(frame, vectors, models)
+    return TagResult(suggestions, models)
