@@ -5,23 +5,20 @@ from __future__ import annotations
 
 import io
 import socket
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
-import uvicorn
 from PIL import Image
+from test_serve import running_server
 
 from fakes import FakeEncoder
 from stylesearch.config import IndexConfig, ServeConfig
 from stylesearch.index.store import EmbeddingIndex
 from stylesearch.search.searcher import Searcher
 from stylesearch.serve.app import create_app
-from stylesearch.serve.server import bind, server_config
 
 
 @pytest.fixture(scope="module")
@@ -35,22 +32,8 @@ def searcher(processed_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> S
 def running(searcher: Searcher, *, header_timeout: float, body_timeout: float) -> Iterator[int]:
     """The app under uvicorn as `stylesearch serve` runs it, on a free loopback port."""
     cfg = ServeConfig(body_timeout_s=body_timeout, warm_hybrid=False, watch_index=False)
-    sock = bind("127.0.0.1", 0)
-    port = sock.getsockname()[1]
-    config = server_config(create_app(searcher, cfg), replace(cfg, port=port), header_timeout=header_timeout,
-                           log_level="warning", access_log=False)
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.02)
-    try:
+    with running_server(create_app(searcher, cfg), cfg, header_timeout=header_timeout) as port:
         yield port
-    finally:
-        server.should_exit = True
-        thread.join(10)
 
 
 def upload(extra_headers: str = "") -> tuple[bytes, bytes]:
