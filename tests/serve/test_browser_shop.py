@@ -165,10 +165,10 @@ def test_a_photo_search_is_a_url_and_clears_the_words(page, base_url):
     wait_for_results(page, "Similar to your photo")
     page.wait_for_function("() => /[?&]photo=[0-9a-f]{32}/.test(location.search)")
     expect(page.get_by_test_id("search-input")).to_have_value("")  # the old words are gone
-    ids = card_ids(page)
     with page.expect_request(lambda r: re.search(r"/api/search/image/[0-9a-f]{32}\?", r.url) is not None):
         page.get_by_test_id("load-more").click()  # the next page asks by id: no second upload
     expect(page.locator("[data-testid=result-card]")).to_have_count(48)
+    ids = card_ids(page)  # the link below says shown=48: it brings all of them back
 
     shared = page.url
     other = page.context.new_page()
@@ -381,3 +381,21 @@ def test_small_photos_are_not_stretched_past_twice_their_size(page):
     assert sizes and all(shown <= 2 * natural + 0.5 for shown, natural, _ in sizes)
     # The cap is what limits them: without it these cards would draw the photo wider.
     assert any(card > 2 * natural + 20 for _, natural, card in sizes)
+
+
+def test_load_more_is_in_the_url_and_a_reload_shows_as_many(page, base_url):
+    search_for(page, "red shirt")
+    wait_for_results(page, "Results for “red shirt”")
+    page.get_by_test_id("load-more").click()
+    expect(page.locator("[data-testid=result-card]")).to_have_count(48)
+    page.wait_for_function("() => new URLSearchParams(location.search).get('shown') === '48'")
+    assert page.evaluate("history.length") == 3  # blank, the page, the search: "Load more" replaced, did not push
+    ids = card_ids(page)
+    page.reload()
+    expect(page.locator("[data-testid=result-card]")).to_have_count(48)
+    assert card_ids(page) == ids
+    page.goto(f"{base_url}/?q=red+shirt&shown=100000")  # a hand-made link cannot ask for everything
+    wait_for_results(page, "Results for “red shirt”")
+    idle(page)
+    assert page.locator("[data-testid=result-card]").count() <= 240
+    assert page.problems == []

@@ -93,7 +93,8 @@ document.addEventListener("DOMContentLoaded", () => {
 
 // --- the URL is the state ------------------------------------------------------------------------
 
-const URL_KEYS = new Set(["q", "mode", "like", "edit", "photo", "sort"]);
+const URL_KEYS = new Set(["q", "mode", "like", "edit", "photo", "sort", "shown"]);
+const MAX_RESTORED = 10 * PAGE_SIZE;  // a shared link asks for at most this many results back
 const MAX_QUERY = 512;  // the server's limit on q
 
 // --- the product view: /p/{id}, over the search it was opened from --------------------------------
@@ -202,7 +203,14 @@ async function restoreFromUrl() {
   } else {
     Object.assign(state, { mode: state.filters.size ? "browse" : "idle", q: "", file: null, product: null });
   }
-  if (state.mode === "idle") reset(false); else search(true);
+  if (state.mode === "idle") { reset(false); return; }
+  // After "Load more" the URL says how many results were shown: bring back as many, page by page.
+  const shown = Math.min(parseInt(params.get("shown"), 10) || 0, MAX_RESTORED);
+  const ticket = await search(true);
+  while (ticket === state.request && state.offset < Math.min(shown, state.total)) {
+    const before = state.offset;
+    if (await search(false) !== state.request || state.offset === before) break;
+  }
 }
 
 // --- starting searches -------------------------------------------------------------------------
@@ -259,6 +267,7 @@ function filterParams(params = new URLSearchParams(), except = null) {
   return params;
 }
 
+// Returns its ticket: a caller can tell whether a newer search has superseded this one.
 async function search(fresh) {
   const ticket = ++state.request;
   const offset = fresh ? 0 : state.offset;
@@ -293,6 +302,12 @@ async function search(fresh) {
       remember();
     }
     render(body, fresh);
+    if (!fresh) {  // the URL keeps how many are shown, so a reload or a shared link shows as many
+      const url = new URL(location.href);
+      url.searchParams.set("shown", String(state.offset));
+      history.replaceState(null, "", url.pathname + url.search);
+      shownSearch = location.search;
+    }
     // Facets after the results: their requests would otherwise compete with the search for the server.
     if (fresh) loadFacets();
   } catch (err) {
@@ -300,6 +315,7 @@ async function search(fresh) {
   } finally {
     if (ticket === state.request) setBusy(false);
   }
+  return ticket;
 }
 
 
