@@ -28,6 +28,17 @@ def processed_dir(synthetic_dir: Path, tmp_path_factory: pytest.TempPathFactory)
     return out
 
 
+@pytest.fixture(scope="session")
+def tiny_index(processed_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The processed catalogue indexed with the seed-0 `tiny` model; read-only for every test that shares it."""
+    from stylesearch.index.store import EmbeddingIndex
+    from stylesearch.model.clip import ClipEncoder
+
+    out = tmp_path_factory.mktemp("tiny-index") / "idx"
+    EmbeddingIndex.build(processed_dir, ClipEncoder(tiny_model(seed=0)), out, model_name="tiny", progress=False)
+    return out
+
+
 @pytest.fixture()
 def tiny() -> LoadedModel:
     return tiny_model(seed=0)

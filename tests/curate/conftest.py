@@ -27,12 +27,5 @@ def fake_searcher(processed_dir: Path, tmp_path_factory: pytest.TempPathFactory)
 
 
 @pytest.fixture(scope="session")
-def tiny_index(processed_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("curate-tiny") / "idx"
-    EmbeddingIndex.build(processed_dir, ClipEncoder(tiny_model(seed=0)), out, model_name="tiny", progress=False)
-    return out
-
-
-@pytest.fixture(scope="session")
 def tiny_searcher(tiny_index: Path) -> Searcher:
     return open_searcher(tiny_index, encoder=ClipEncoder(tiny_model(seed=0)))

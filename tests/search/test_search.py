@@ -33,13 +33,6 @@ def searcher(index_dir: Path) -> Searcher:
     return Searcher.from_index(index_dir, FakeEncoder())
 
 
-@pytest.fixture(scope="module")
-def tiny_index(processed_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("tiny") / "idx"
-    EmbeddingIndex.build(processed_dir, ClipEncoder(tiny_model(seed=0)), out, model_name="tiny", progress=False)
-    return out
-
-
 def expected_ids(searcher: Searcher, query: str, k: int, rows: np.ndarray | None = None) -> list[str]:
     """Brute force over the stored vectors: best score first, ties to the earlier row."""
     vectors = searcher.index.vectors()

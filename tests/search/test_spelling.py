@@ -9,7 +9,6 @@ from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
 from stylesearch.config import ServeConfig
-from stylesearch.index.store import EmbeddingIndex
 from stylesearch.model.clip import ClipEncoder, tiny_model
 from stylesearch.search.modes import run
 from stylesearch.search.searcher import Searcher
@@ -21,15 +20,8 @@ TITLES = ["Red Dress", "Blue Dress", "Nike Men White Sneakers", "Puma Sneakers",
 
 
 @pytest.fixture(scope="module")
-def index_path(processed_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("spelling") / "idx"
-    EmbeddingIndex.build(processed_dir, ClipEncoder(tiny_model(seed=0)), out, model_name="tiny", progress=False)
-    return out
-
-
-@pytest.fixture(scope="module")
-def searcher_with_catalogue(index_path: Path) -> Searcher:
-    return Searcher.from_index(index_path, ClipEncoder(tiny_model(seed=0)))
+def searcher_with_catalogue(tiny_index: Path) -> Searcher:
+    return Searcher.from_index(tiny_index, ClipEncoder(tiny_model(seed=0)))
 
 
 def test_close_words_are_corrected_and_known_ones_kept():
@@ -55,13 +47,13 @@ def test_the_api_says_what_it_searched_for(searcher_with_catalogue):
     assert [h.id for h in run(searcher, word, k=5, mode="clip").hits] == [h["id"] for h in body["hits"]]
 
 
-def test_cli_prints_the_correction_and_exact_turns_it_off(searcher_with_catalogue, index_path):
+def test_cli_prints_the_correction_and_exact_turns_it_off(searcher_with_catalogue, tiny_index):
     from stylesearch.cli import app
 
     word = next(w for w in searcher_with_catalogue.index.products["title"].str.lower().str.split().explode()
                 if len(w) >= 6)
     typo = word[:2] + word[3:]
-    args = ["search", typo, "--index", str(index_path), "--model", "tiny", "-k", "3", "--mode", "clip"]
+    args = ["search", typo, "--index", str(tiny_index), "--model", "tiny", "-k", "3", "--mode", "clip"]
     said = CliRunner().invoke(app, args)
     assert said.exit_code == 0 and f"showing results for “{word}”" in said.output
     exact = CliRunner().invoke(app, [*args, "--exact"])

@@ -112,8 +112,9 @@ def load_model(name_or_path: str = DEFAULT_MODEL, *, seed: int = 0) -> LoadedMod
     # Offline, the Hub client retries for ~25 s before giving up; look once and fail at once instead.
     offline = not local and not hub_reachable()
     try:
-        if local and stem_of(CLIPConfig.from_pretrained(str(path))) != "patch":
-            model = _load_with_stem(path)
+        config = CLIPConfig.from_pretrained(str(path)) if local else None
+        if config is not None and stem_of(config) != "patch":
+            model = _load_with_stem(path, config)
         else:
             model = CLIPModel.from_pretrained(
                 name_or_path, use_safetensors=_has_safetensors(path) if local else None, local_files_only=offline
@@ -130,12 +131,11 @@ def load_model(name_or_path: str = DEFAULT_MODEL, *, seed: int = 0) -> LoadedMod
     return LoadedModel(model=model.eval(), processor=processor, name=str(name_or_path))
 
 
-def _load_with_stem(path: Path) -> CLIPModel:
+def _load_with_stem(path: Path, config: CLIPConfig) -> CLIPModel:
     # from_pretrained would build the stock patch embedding and drop the stem's weights with a warning;
     # build the recorded stem first, then load every tensor strictly.
     from safetensors.torch import load_file
 
-    config = CLIPConfig.from_pretrained(str(path))
     model = install_stem(CLIPModel(config), stem_of(config))
     state: dict[str, torch.Tensor] = {}
     for file in sorted(path.glob("*.safetensors")):
