@@ -6,6 +6,9 @@ Every row runs the real `stylesearch.train.loop` loop (schedule, forward, loss, 
 train split of a prepared catalogue, for `--steps` steps after 2 warm-up steps, and reports the median
 samples/s the loop logs. "before" is the path every run took until issue 12: decode every JPEG with PIL
 on every step, crop/flip/rotate/jitter on PIL images, fp32. The cache is built once before timing.
+Every row but the last runs the loop's attention and optimizer as they were before the eager-attention
+and fused-AdamW change (torch's fused attention kernel, whose backward is slow on a CPU for CLIP's
+10-50 tokens, and AdamW's per-tensor loop); the last row is the loop as it is.
 """
 
 from __future__ import annotations
@@ -24,7 +27,10 @@ import torch
 
 from stylesearch.data.prepare import load_processed
 from stylesearch.model.presets import train_config
+from stylesearch.train import loop
 from stylesearch.train.loop import train
+
+ORIGINAL = {"training_attention": loop.training_attention, "fused_adam": loop.fused_adam}
 
 VARIANTS = {
     "before: PIL decode + augment, fp32": {"pixel_cache": False, "augment": "crop-flip-rotate", "bf16": False,
@@ -32,8 +38,12 @@ VARIANTS = {
     "pixel cache, fp32": {"pixel_cache": True, "augment": "crop-flip", "bf16": False, "text_buckets": 1},
     "pixel cache, bf16 autocast": {"pixel_cache": True, "augment": "crop-flip", "bf16": True, "text_buckets": 1},
     "pixel cache, bf16, text length buckets": {"pixel_cache": True, "augment": "crop-flip", "bf16": True,
-                                               "text_buckets": 4},
+                                               "text_buckets": 4, "fast_loop": False},
+    "same, eager attention + fused AdamW": {"pixel_cache": True, "augment": "crop-flip", "bf16": True,
+                                            "text_buckets": 4},
 }
+# Rows before the last run the loop as it was: torch's fused attention kernel and the per-tensor AdamW.
+SLOW_LOOP = {"training_attention": lambda device: "sdpa", "fused_adam": lambda device: False}
 
 
 def main() -> None:
@@ -52,6 +62,10 @@ def main() -> None:
     rows = []
     for threads in [int(t) for t in args.threads.split(",")]:
         for name, overrides in VARIANTS.items():
+            overrides = dict(overrides)
+            fast = overrides.pop("fast_loop", True)
+            for name_, fn in SLOW_LOOP.items():
+                setattr(loop, name_, fn if not fast else ORIGINAL[name_])
             cfg = replace(base, threads=threads, **overrides)
             with tempfile.TemporaryDirectory() as out:
                 if cfg.pixel_cache:  # build the cache outside the timed steps

@@ -201,15 +201,15 @@ def test_build_index_update_on_a_missing_index_builds_it(processed_dir: Path, tm
     assert report.embedded == report.count and EmbeddingIndex.load(tmp_path / "idx").manifest["model"]["name"] == "fake"
 
 
-def test_auto_kind_switches_to_hnsw_above_exact_max(processed_dir: Path, tmp_path: Path):
+def test_auto_kind_switches_to_ivfpq_above_exact_max(processed_dir: Path, tmp_path: Path):
     index, report = EmbeddingIndex.build(processed_dir, FakeEncoder(), tmp_path / "idx", IndexConfig(exact_max=100),
                                          progress=False)
-    assert report.kind == "hnsw" and EmbeddingIndex.load(tmp_path / "idx").kind == "hnsw"
+    assert report.kind == "ivfpq" and EmbeddingIndex.load(tmp_path / "idx").kind == "ivfpq"
     exact, _ = EmbeddingIndex.build(processed_dir, FakeEncoder(), None, IndexConfig(kind="flat"), progress=False)
     a, b = Searcher(EmbeddingIndex.load(tmp_path / "idx"), FakeEncoder()), Searcher(exact, FakeEncoder())
     for query in ("red", "black", "navy blue"):
         assert [h.score for h in a.search(query, k=10)] == [h.score for h in b.search(query, k=10)]
-        # filtered queries are scored exactly over the graph's flat storage: the very same hits
+        # filtered queries are scored exactly over the memory-mapped exact vectors: the very same hits
         filters = {"gender": "Women", "year": (2011, 2012)}
         assert a.search(query, k=10, filters=filters) == b.search(query, k=10, filters=filters)
     pid = exact.products["id"].iloc[0]

@@ -35,7 +35,7 @@ def index_command(
                               help="Checkpoint directory, Hub name, or 'tiny'."),
     update: bool = typer.Option(False, "--update", help="Reuse the vectors of unchanged images in --out."),
     kind: str = typer.Option("auto", "--kind", help=f"Index kind: {' | '.join(KINDS)} (auto: flat up to "
-                             f"{IndexConfig().exact_max:,} products, HNSW above)."),
+                             f"{IndexConfig().exact_max:,} products, IVF-PQ with exact re-scoring above)."),
     batch_size: int | None = typer.Option(None, "--batch-size", min=1, help="Images per model call."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
     backend: str = typer.Option("torch", "--backend", help="Model runtime: torch | onnx | onnx-int8 "
