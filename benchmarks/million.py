@@ -37,7 +37,7 @@ from run import CACHE, DIM, K, clustered, vectors  # noqa: E402  (the same vecto
 WORK = CACHE / "million"
 
 
-def configs(n: int) -> dict[str, dict[str, Any]]:
+def configs() -> dict[str, dict[str, Any]]:
     """name -> IndexConfig fields. `auto` is what `stylesearch index` builds above exact_max."""
     return {
         "ivfpq nlist=1000": {"kind": "ivfpq", "ivf_nlist": 1000},
@@ -101,12 +101,11 @@ def search(name: str, n: int, queries: int, settings: list[dict[str, Any]]) -> d
         found_all, times = [], []
         for q in probe:
             started = time.perf_counter()
-            scores, found = index.search(q[None, :], fetch)
+            _, found = index.search(q[None, :], fetch)
             found = found[0][found[0] >= 0]
-            if exact is not None:  # Searcher: re-score the candidates with the exact vectors
-                scores = exact[np.sort(found)] @ q
+            if exact is not None:  # Searcher: re-score the candidates with the exact vectors (rows in file order)
                 found = np.sort(found)
-                top = found[np.argsort(-scores)[:K]]
+                top = found[np.argsort(-(exact[found] @ q))[:K]]
             else:
                 top = found[:K]
             times.append((time.perf_counter() - started) * 1000)
@@ -114,7 +113,7 @@ def search(name: str, n: int, queries: int, settings: list[dict[str, Any]]) -> d
         recall = float(np.mean([len(set(f) & set(t)) / K for f, t in zip(found_all, truth, strict=True)]))
         rows.append({**setting, "fetch": fetch, "recall_at_10": recall, "p50_ms": float(np.percentile(times, 50)),
                      "p99_ms": float(np.percentile(times, 99))})
-    return {"settings": rows, "rss_anon_mb": (status_kb("RssAnon") - 0) / 1024,
+    return {"settings": rows, "rss_anon_mb": status_kb("RssAnon") / 1024,
             "rss_file_mb": status_kb("RssFile") / 1024, "python_baseline_rss_mb": base_rss / 1024,
             "faiss_file_mb": (folder / "vectors.faiss").stat().st_size / 1e6,
             "exact_file_mb": (folder / "embeddings.npy").stat().st_size / 1e6 if exact is not None else 0.0}
@@ -152,7 +151,7 @@ def main() -> None:
     parser.add_argument("--name", help=argparse.SUPPRESS)
     parser.add_argument("--settings", default="[{}]", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    table = configs(args.n)
+    table = configs()
     if args.child == "build":
         print(json.dumps(build(args.name, table[args.name], args.n)))
         return
