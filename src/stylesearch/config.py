@@ -92,6 +92,9 @@ class TrainConfig:
     # full_text | views | views-sum | one view name. "views": attribute P@10 +0.014 on all 3 seeds at no
     # extra cost; views-sum gains +0.018 but doubles a ViT-B/32 step (docs/quality.md).
     text_views: str = "views"
+    # With text_views "views": the chance a step's text is the product's title, the rest spread evenly
+    # over its other views. None draws every view evenly (a title is then 1 draw in 5 or 6).
+    title_share: float | None = None
     val_max_items: int = 2000  # full-gallery recall over more is slow on a CPU and no more telling
     # Issue 12 options. The defaults suit fine-tuning a pretrained ViT-B/32; the from-scratch presets
     # (`stylesearch.model.presets`) set their own, chosen by benchmarks/train_budget.py.

@@ -45,6 +45,27 @@ def test_a_drawn_view_is_replayed_by_the_same_torch_seed(processed_dir):
     assert len({data[0][1] for _ in range(30)}) > 1  # different steps see different views
 
 
+def test_title_share_sets_how_often_the_title_is_drawn(processed_dir):
+    frame = pd.read_parquet(processed_dir / "catalog.parquet").head(4)
+    even, heavy = ProductViews(frame, eval_transform(32)), ProductViews(frame, eval_transform(32), title_share=0.8)
+    assert len(even.views[0]) >= 3 and heavy.title_at[0] >= 0
+
+    def title_rate(data: ProductViews) -> float:
+        torch.manual_seed(0)
+        return sum(data.views[0][data._pick(0)] == frame["title"].iloc[0] for _ in range(2000)) / 2000
+
+    assert title_rate(heavy) == pytest.approx(0.8, abs=0.04)
+    assert title_rate(even) == pytest.approx(1 / len(even.views[0]), abs=0.04)
+    torch.manual_seed(1)
+    others = {heavy.views[0][heavy._pick(0)] for _ in range(300)} - {frame["title"].iloc[0]}
+    assert others == set(heavy.views[0]) - {frame["title"].iloc[0]}  # every other view still drawn
+    assert ProductViews(frame, eval_transform(32), title_share=1.0)[0][1] == frame["title"].iloc[0]
+    with pytest.raises(StylesearchError, match="title_share"):
+        ProductViews(frame, eval_transform(32), title_share=1.5)
+    data, _ = training_texts(frame, eval_transform(32), PairCollator(None, 77), "views", title_share=0.7)
+    assert data.title_share == 0.7  # TrainConfig.title_share reaches the dataset the loop trains on
+
+
 def test_rows_with_equal_texts_become_positives_of_each_other():
     keys = [text_key(t) for t in ["Black Tshirts", "Red Dress", "black  tshirts", "x"]]
     assert merge_equal_texts(keys, [1, 2, 3, 2]) == [1, 2, 1, 2]

@@ -98,6 +98,8 @@ def train(
                                    "gender + usage, ... one drawn per step) | views-sum (every view each step, "
                                    f"losses averaged) | one view name (default: {TrainConfig.text_views}). "
                                    "See docs/quality.md."),
+    title_share: float = typer.Option(None, help="With --text-views views: how often the drawn text is the "
+                                      "title, the rest spread over the other views (default: even; small: 0.5)."),
     save_every_steps: int = typer.Option(None, help=f"Save a resumable last/ every N steps (default: "
                                          f"{TrainConfig.save_every_steps}; 0 = at epoch ends only)."),
     resume: bool = typer.Option(False, help="Continue from OUT/last."),
@@ -112,7 +114,7 @@ def train(
                        freeze_vision_layers=freeze_vision_layers, freeze_text_layers=freeze_text_layers,
                        grad_clip=grad_clip, hue_jitter=hue_jitter, augment=augment, pixel_cache=pixel_cache,
                        bf16=bf16, threads=threads, num_workers=num_workers, seed=seed, sampler=sampler,
-                       text_views=text_views, save_every_steps=save_every_steps)
+                       text_views=text_views, title_share=title_share, save_every_steps=save_every_steps)
     result = run_train(load_processed(catalog), cfg, out, resume=resume)
     if os.environ.get("RANK", "0") != "0":  # under torchrun, rank 0 alone reports
         return

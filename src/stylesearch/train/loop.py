@@ -168,7 +168,8 @@ def train(catalog: ProcessedCatalog, cfg: TrainConfig, out_dir: Path, *, resume:
                                catalog_sha256=str(catalog.manifest.get("catalog_sha256", "")),
                                folders=[catalog.path, out_dir], label="train", progress=main)
     transform = train_transform(size, hue_jitter=cfg.hue_jitter, augment=cfg.augment)
-    dataset, collate = training_texts(train_frame, transform, collate, cfg.text_views, pixels=pixels)
+    dataset, collate = training_texts(train_frame, transform, collate, cfg.text_views, pixels=pixels,
+                                     title_share=cfg.title_share)
     steps_per_epoch = len(plan_batches(cfg.sampler, train_frame, cfg.batch_size, cfg.seed, 0, world))
     total_steps = max(1, steps_per_epoch * cfg.epochs)
 

@@ -105,16 +105,32 @@ class ProductViews(ProductPairs):
     """`ProductPairs` whose text is one view drawn per access from torch's (per-batch seeded) RNG."""
 
     def __init__(self, frame: pd.DataFrame, transform: v2.Compose, views: Sequence[str] = tuple(VIEWS),
-                 pixels: np.ndarray | None = None):
+                 pixels: np.ndarray | None = None, title_share: float | None = None):
         super().__init__(frame, transform, pixels=pixels)
         _check_views(views)
+        if title_share is not None and not 0.0 <= title_share <= 1.0:
+            raise StylesearchError(f"title_share {title_share}: use a probability between 0 and 1")
         self.views = product_views(frame, views)
+        self.title_share = title_share
+        # Where each product's title sits among its distinct views (-1: no view is the bare title).
+        titles = frame["title"].astype(str).str.strip() if "title" in frame else pd.Series([""] * len(frame))
+        self.title_at = [texts.index(t) if t in texts else -1 for texts, t in zip(self.views, titles, strict=True)]
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, str, int]:
         pixels, _, group = super().__getitem__(i)
-        choices = self.views[i]
-        pick = int(torch.randint(len(choices), (1,)).item()) if len(choices) > 1 else 0
-        return pixels, choices[pick], group
+        return pixels, self.views[i][self._pick(i)], group
+
+    def _pick(self, i: int) -> int:
+        """One view index from torch's RNG: the title with probability `title_share`, else another evenly."""
+        count, title = len(self.views[i]), self.title_at[i]
+        if count == 1:
+            return 0
+        if self.title_share is None or title < 0:
+            return int(torch.randint(count, (1,)).item())
+        if torch.rand(()).item() < self.title_share:
+            return title
+        other = int(torch.randint(count - 1, (1,)).item())
+        return other + (other >= title)  # skip the title's slot
 
 
 class ProductAllViews(ProductPairs):
@@ -159,17 +175,19 @@ def _check_views(views: Sequence[str]) -> None:
 
 
 def training_texts(frame: pd.DataFrame, transform: v2.Compose, collate: PairCollator, mode: str,
-                   pixels: np.ndarray | None = None) -> tuple[ProductPairs, PairCollator | ViewCollator]:
+                   pixels: np.ndarray | None = None,
+                   title_share: float | None = None) -> tuple[ProductPairs, PairCollator | ViewCollator]:
     """The dataset and collator for `TrainConfig.text_views`: one fixed column, one view per step, or all views.
 
     `pixels`: the rows' cached uint8 images (`stylesearch.train.pixelcache`), or None to decode JPEGs per step.
+    `title_share`: in mode "views", how often the drawn view is the title (None: every view evenly).
     """
     if mode not in MODES:
         raise StylesearchError(f"text views {mode!r}: use one of {', '.join(MODES)}")
     if mode == "full_text":
         return ProductPairs(frame, transform, pixels=pixels), collate
     if mode == "views":
-        return ProductViews(frame, transform, pixels=pixels), ViewCollator(collate)
+        return ProductViews(frame, transform, pixels=pixels, title_share=title_share), ViewCollator(collate)
     if mode == "views-sum":
         return ProductAllViews(frame, transform, pixels=pixels), ViewCollator(collate)
     return ProductViews(frame, transform, views=(mode,), pixels=pixels), ViewCollator(collate)
