@@ -43,3 +43,27 @@ def test_verified_sha256_is_remembered_until_the_file_changes(tmp_path, monkeypa
     assert files.verified_sha256(target) == first and len(reads) == 1  # the second answer came from the cache
     target.write_bytes(b"b" * 1000)  # same size; a write changes mtime and ctime
     assert files.verified_sha256(target) == real(target) != first and len(reads) == 2
+
+
+def test_the_hash_cache_is_parsed_once_until_another_process_rewrites_it(tmp_path, monkeypatch):
+    import json
+
+    from stylesearch.common import files
+
+    monkeypatch.setenv("STYLESEARCH_CACHE", str(tmp_path / "cache"))
+    targets = [tmp_path / f"part{i}.bin" for i in range(3)]
+    for i, target in enumerate(targets):
+        target.write_bytes(bytes([i]) * 100)
+        files.verified_sha256(target)  # hashed and recorded
+    parses = []
+    real_loads = json.loads
+    monkeypatch.setattr(json, "loads", lambda text, *a, **k: parses.append(1) or real_loads(text, *a, **k))
+    for _ in range(4):
+        assert [files.verified_sha256(t) for t in targets] == [files.sha256_file(t) for t in targets]
+    assert len(parses) == 1  # twelve verifications, one parse
+    newcomer = tmp_path / "newcomer.bin"
+    newcomer.write_bytes(b"n")
+    cache_file = files._hash_cache_file()
+    recorded = {**real_loads(cache_file.read_text()), f"{newcomer.resolve()}|{files._stamp(newcomer)}": "f" * 64}
+    atomic_write_text(cache_file, json.dumps(recorded))  # another process hashed it meanwhile
+    assert files.verified_sha256(newcomer) == "f" * 64  # its entry is seen, not missed for an old parse

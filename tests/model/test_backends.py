@@ -257,6 +257,27 @@ def test_sessions_use_physical_cores_and_one_inter_op_thread():
     assert options.inter_op_num_threads == 1
 
 
+def test_a_saved_optimised_graph_gives_the_int8_embeddings_of_an_unoptimised_session(encoders):
+    import onnxruntime as ort
+
+    folder = encoders["onnx-int8"].folder
+    shutil.rmtree(folder / "optimised", ignore_errors=True)  # whatever earlier tests saved: start from none
+    first = OnnxEncoder(folder, int8=True)
+    optimised_now = first.encode_texts(QUERIES)  # optimises the int8 text tower and saves the result
+    assert Path(first._sessions[TEXT]._model_path) == folder / INT8[TEXT]
+    saved = OnnxEncoder(folder, int8=True)
+    from_saved = saved.encode_texts(QUERIES)
+    assert Path(saved._sessions[TEXT]._model_path).parent.parent == folder / "optimised"  # not optimised again
+    plain = session_options()
+    plain.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    unoptimised = OnnxEncoder(folder, int8=True)
+    unoptimised._sessions[TEXT] = ort.InferenceSession(str(folder / INT8[TEXT]), plain,
+                                                       providers=["CPUExecutionProvider"])
+    np.testing.assert_allclose(from_saved, optimised_now, atol=1e-6)
+    np.testing.assert_allclose(from_saved, unoptimised.encode_texts(QUERIES), atol=2e-4)
+    assert cosines(from_saved, unoptimised.encode_texts(QUERIES)).min() >= 0.9999
+
+
 def test_load_encoder_opens_a_fresh_export_of_a_checkpoint_without_loading_torch_weights(tiny, tmp_path,
                                                                                          monkeypatch):
     checkpoint = tmp_path / "ckpt"
@@ -300,5 +321,13 @@ def test_a_one_shot_onnx_search_never_imports_torch_or_transformers(tiny, proces
     got = json.loads(run.stdout.strip().splitlines()[-1])
     assert got["code"] == 0 and got["heavy"] == [], got
     ids = [h["id"] for h in json.loads(got["out"])["hits"]]
+    saved = sorted((checkpoint / "onnx" / "optimised").glob("text-*/model.onnx"))
+    assert len(saved) == 1  # the first query saved ORT's optimised text graph
+    made = saved[0].stat().st_mtime_ns
+    again = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=True)
+    second = json.loads(again.stdout.strip().splitlines()[-1])
+    assert second["code"] == 0 and second["heavy"] == [], second
+    assert [h["id"] for h in json.loads(second["out"])["hits"]] == ids  # the saved graph answers the same
+    assert saved[0].stat().st_mtime_ns == made  # loaded, not made again
     same = open_searcher(tmp_path / "index", encoder=load_encoder(str(checkpoint), "torch"))
     assert ids == [h.id for h in same.search("red shirt", k=5)]  # the same answer as torch gives

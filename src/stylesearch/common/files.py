@@ -183,12 +183,7 @@ def verified_sha256(path: Path) -> str:
     path = Path(path).resolve()
     key = f"{path}|{_stamp(path)}"
     cache_file = _hash_cache_file()
-    try:
-        cache = json.loads(cache_file.read_text())
-    except (OSError, ValueError):
-        cache = {}
-    if not isinstance(cache, dict):
-        cache = {}
+    cache = _read_hash_cache(cache_file)
     if isinstance(cache.get(key), str):
         return cache[key]
     digest = sha256_file(path)
@@ -197,6 +192,32 @@ def verified_sha256(path: Path) -> str:
     with contextlib.suppress(OSError):  # a read-only home only costs the next run the same hashing
         atomic_write_text(cache_file, json.dumps(dict(list(cache.items())[-HASH_CACHE_ENTRIES:])))
     return digest
+
+
+# The hash cache as last parsed, with the stamp of the file it came from. A one-shot query verifies a
+# dozen files, and parsing the whole cache (hundreds of kB) for each was ~2 ms apiece; another process's
+# write changes the stamp, so what it added is read again.
+_parsed_hash_cache: tuple[str, str, dict[str, str]] | None = None
+
+
+def _read_hash_cache(cache_file: Path) -> dict[str, str]:
+    import json
+
+    global _parsed_hash_cache
+    try:
+        stamp = _stamp(cache_file)
+    except OSError:
+        return {}
+    memo = _parsed_hash_cache
+    if memo is not None and memo[:2] == (str(cache_file), stamp):
+        return memo[2]
+    try:
+        cache = json.loads(cache_file.read_text())
+    except (OSError, ValueError):
+        cache = {}
+    cache = cache if isinstance(cache, dict) else {}
+    _parsed_hash_cache = (str(cache_file), stamp, cache)  # callers copy before changing it
+    return cache
 
 
 def checkpoint_hash(name: str | Path, known: dict[str, str] | None = None) -> str | None:

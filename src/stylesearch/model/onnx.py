@@ -10,6 +10,7 @@ Cache layout (one folder per set of weights):
   <model dir>/onnx/                                  for a local checkpoint directory
   $STYLESEARCH_CACHE/stylesearch/onnx/<fingerprint>/   for Hub names and presets
       text.onnx  image.onnx  [text.int8.onnx  image.int8.onnx]  processor/  manifest.json
+      optimised/   ORT's optimised graph of each tower used so far, saved on first load (model.onnx_optimised)
 The manifest records the weights fingerprint and each file's sha256; a folder whose fingerprint
 differs from the model's (the checkpoint changed) or whose files fail their hash is rebuilt.
 
