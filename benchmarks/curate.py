@@ -62,9 +62,11 @@ def vectors_for(frame: pd.DataFrame, encoder, work: Path) -> np.ndarray:
     return vectors
 
 
-# The ablation: text prompts alone at a uniform prior (plain zero-shot), then the default (image prototypes
-# and the train prior allowed, each column taking what lowers its val NLL).
-TAG_VARIANTS = {"text only": TagConfig(image_weights=(0.0,), prior_weights=(0.0,)), "default": TagConfig()}
+# The ablation: text prompts alone at a uniform prior (plain zero-shot), the default with the temperature
+# alone (no confidence map), then the default (image prototypes and the train prior allowed, each column
+# taking what lowers its val NLL, then the top value's confidence mapped to its val accuracy).
+TAG_VARIANTS = {"text only": TagConfig(image_weights=(0.0,), prior_weights=(0.0,)),
+                "temperature only": TagConfig(confidence_map=False), "default": TagConfig()}
 
 
 def tag_figures(encoder, frame: pd.DataFrame, vectors: np.ndarray, work: Path) -> dict:

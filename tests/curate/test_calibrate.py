@@ -5,7 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from stylesearch.curate.calibrate import expected_calibration_error, fit_temperature, nll, reliability, softmax
+from stylesearch.curate.calibrate import (
+    ConfidenceMap,
+    expected_calibration_error,
+    fit_confidence_map,
+    fit_temperature,
+    nll,
+    reliability,
+    softmax,
+)
 
 
 def test_softmax_rows_sum_to_one_and_temperature_sharpens():
@@ -52,3 +60,25 @@ def test_calibrated_probabilities_have_a_lower_ece_than_clip_scale():
         return expected_calibration_error(probs.max(1), probs.argmax(1) == labels)
 
     assert ece(fit_temperature(logits, labels)) < 0.03 < ece(0.01)
+
+
+def test_confidence_map_fixes_a_curve_one_temperature_cannot_and_holds_on_new_rows():
+    rng = np.random.default_rng(0)
+
+    def draw(n: int) -> tuple[np.ndarray, np.ndarray]:  # right with probability confidence squared
+        confidence = rng.uniform(0.2, 1.0, n)
+        return confidence, rng.uniform(size=n) < confidence ** 2
+
+    fit_rows, new_rows = draw(3000), draw(3000)
+    mapped = fit_confidence_map(*fit_rows)
+    assert expected_calibration_error(*new_rows) > 0.15
+    assert expected_calibration_error(mapped(new_rows[0]), new_rows[1]) < 0.05
+    assert np.all(np.diff(mapped.y) > 0) and np.all(np.diff(mapped.x) > 0)  # monotone: ranking kept
+
+
+def test_confidence_map_pools_small_blocks_and_needs_enough_rows():
+    few = fit_confidence_map(np.array([0.1, 0.9]), np.array([False, True]))
+    assert few == ConfidenceMap() and few(np.array([0.3]))[0] == pytest.approx(0.3)  # identity
+    confidence = np.linspace(0, 1, 100)
+    mapped = fit_confidence_map(confidence, confidence > 0.98, min_block=20)  # two right answers at the top
+    assert max(mapped.y) < 0.2  # 2 lucky rows in a block of 20 cannot promise certainty

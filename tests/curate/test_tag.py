@@ -56,7 +56,7 @@ def test_suggestions_come_from_the_image_alone(tiny_searcher: Searcher, catalog:
     for column, model in models.items():
         rows = seen[seen["column"] == column]
         assert set(rows["value"]) <= set(model.vocabulary.values)
-        assert (rows["confidence"] >= 1 / len(model.vocabulary.values) - 1e-9).all() and (rows["confidence"] <= 1).all()
+        assert (rows["confidence"] >= 0).all() and (rows["confidence"] <= 1).all()
         assert np.allclose(model.probabilities(vectors[:5]).sum(1), 1)
 
 

@@ -2,9 +2,10 @@
 
 Per column: text prototypes from the train split's words (`curate.vocabulary`), image prototypes (the
 mean train image of each value) and the train frequencies as a prior; on the val split, the weights of
-the last two and one temperature (`curate.calibrate`) with the lowest NLL. Then every product gets its
-most likely value and a confidence. The image alone decides: a val or test product's own metadata never
-reaches its suggestion (a train product's label is one of many in its value's image prototype).
+the last two and one temperature (`curate.calibrate`) with the lowest NLL, then a monotone map of the top
+value's probability to its val accuracy. Then every product gets its most likely value and a confidence.
+The image alone decides: a val or test product's own metadata never reaches its suggestion (a train
+product's label is one of many in its value's image prototype).
 """
 
 from __future__ import annotations
@@ -17,7 +18,15 @@ import numpy as np
 import pandas as pd
 
 from stylesearch.config import TagConfig
-from stylesearch.curate.calibrate import Reliability, fit_temperature, nll, reliability, softmax
+from stylesearch.curate.calibrate import (
+    ConfidenceMap,
+    Reliability,
+    fit_confidence_map,
+    fit_temperature,
+    nll,
+    reliability,
+    softmax,
+)
 from stylesearch.curate.vocabulary import (
     Vocabulary,
     attribute_columns,
@@ -48,11 +57,18 @@ class ColumnModel:
     temperature: float
     before: Reliability  # text prototypes alone at CLIP_TEMPERATURE, uniform prior: plain zero-shot CLIP
     after: Reliability  # as fitted
+    confidence_map: ConfidenceMap = ConfidenceMap()  # the top value's probability -> its val accuracy
 
     def probabilities(self, images: np.ndarray) -> np.ndarray:
         """Calibrated probability of every value for every image: (images, values)."""
         return softmax(mixed_scores(self.vocabulary, self.images, images, self.image_weight), self.temperature,
                        self.prior_weight * self.log_prior)
+
+    def predict(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per image, the index of its most likely value and the calibrated confidence that it is right."""
+        probs = self.probabilities(images)
+        best = probs.argmax(axis=1)
+        return best, self.confidence_map(probs[np.arange(len(best)), best])
 
 
 def mixed_scores(vocabulary: Vocabulary, prototypes: np.ndarray, images: np.ndarray, weight: float) -> np.ndarray:
@@ -79,6 +95,7 @@ class TagResult:
     def calibration(self) -> dict[str, Any]:
         return {c: {"temperature": m.temperature, "values": len(m.vocabulary.values),
                     "image_weight": m.image_weight, "prior_weight": m.prior_weight,
+                    "confidence_map": {"x": list(m.confidence_map.x), "y": list(m.confidence_map.y)},
                     "val_ece_before": m.before.ece, "val_ece_after": m.after.ece,
                     "val_reliability": m.after.to_dict()} for c, m in self.models.items()}
 
@@ -112,8 +129,12 @@ def fit_columns(encoder: Encoder, frame: pd.DataFrame, vectors: np.ndarray,
         model = ColumnModel(vocabulary, images, log_prior, image_weight, prior_weight, temperature,
                             before=_reliability(softmax(vocabulary.scores(vectors[known]), CLIP_TEMPERATURE),
                                                 labels, cfg), after=Reliability((), (), (), ()))
+        best_value, confidence = model.predict(vectors[known])
+        if cfg.confidence_map:
+            model = dataclasses.replace(model, confidence_map=fit_confidence_map(confidence, best_value == labels))
+            best_value, confidence = model.predict(vectors[known])
         models[column] = dataclasses.replace(
-            model, after=_reliability(model.probabilities(vectors[known]), labels, cfg))
+            model, after=reliability(confidence, best_value == labels, cfg.calibration_bins))
     return models
 
 
@@ -126,12 +147,11 @@ def suggest(frame: pd.DataFrame, vectors: np.ndarray, models: dict[str, ColumnMo
     parts = []
     ids, splits = frame["id"].astype(str).to_numpy(), frame["split"].astype(str).to_numpy()
     for column, model in models.items():
-        probs = model.probabilities(vectors)
-        best = probs.argmax(axis=1)
+        best, confidence = model.predict(vectors)
         parts.append(pd.DataFrame({
             "id": ids, "split": splits, "column": column,
             "value": np.asarray(model.vocabulary.values, dtype=object)[best],
-            "confidence": probs[np.arange(len(best)), best].astype(np.float64),
+            "confidence": confidence.astype(np.float64),
             "current": pd.Series(cell_strings(frame[column]), dtype="object").to_numpy(),
         }))
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=list(SUGGESTION_COLUMNS))
