@@ -85,15 +85,18 @@ def fit_confidence_map(confidence: np.ndarray, correct: np.ndarray, min_block: i
     if len(xs) < 2 * min_block:
         return ConfidenceMap()  # too few rows to learn a shape: the temperature alone
     blocks: list[list[float]] = []  # [sum x, sum y, count]
+
+    def pool_last_two() -> None:
+        sx, sy, n = blocks.pop()
+        blocks[-1] = [blocks[-1][0] + sx, blocks[-1][1] + sy, blocks[-1][2] + n]
+
     for x, y in zip(xs, ys, strict=True):
         blocks.append([x, y, 1.0])
         while len(blocks) > 1 and (blocks[-2][1] / blocks[-2][2] >= blocks[-1][1] / blocks[-1][2]
                                    or blocks[-2][2] < min_block):
-            sx, sy, n = blocks.pop()
-            blocks[-1] = [blocks[-1][0] + sx, blocks[-1][1] + sy, blocks[-1][2] + n]
+            pool_last_two()
     while len(blocks) > 1 and blocks[-1][2] < min_block:  # the last block, too, must be big enough
-        sx, sy, n = blocks.pop()
-        blocks[-1] = [blocks[-1][0] + sx, blocks[-1][1] + sy, blocks[-1][2] + n]
+        pool_last_two()
     return ConfidenceMap(tuple(b[0] / b[2] for b in blocks), tuple(b[1] / b[2] for b in blocks))
 
 

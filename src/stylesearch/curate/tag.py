@@ -132,7 +132,7 @@ def fit_columns(encoder: Encoder, frame: pd.DataFrame, vectors: np.ndarray,
         best_value, confidence = model.predict(vectors[known])
         if cfg.confidence_map:
             model = dataclasses.replace(model, confidence_map=fit_confidence_map(confidence, best_value == labels))
-            best_value, confidence = model.predict(vectors[known])
+            confidence = model.confidence_map(confidence)  # the map keeps the top value; only its confidence moves
         models[column] = dataclasses.replace(
             model, after=reliability(confidence, best_value == labels, cfg.calibration_bins))
     return models
