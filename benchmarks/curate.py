@@ -65,8 +65,11 @@ def vectors_for(frame: pd.DataFrame, encoder, work: Path) -> np.ndarray:
 # The ablation: text prompts alone at a uniform prior (plain zero-shot), the default with the temperature
 # alone (no confidence map), then the default (image prototypes and the train prior allowed, each column
 # taking what lowers its val NLL, then the top value's confidence mapped to its val accuracy).
-TAG_VARIANTS = {"text only": TagConfig(image_weights=(0.0,), prior_weights=(0.0,)),
-                "temperature only": TagConfig(confidence_map=False), "default": TagConfig()}
+TAG_VARIANTS = {"text only": TagConfig(image_weights=(0.0,), prior_weights=(0.0,), neighbour_weights=(0.0,)),
+                "temperature only": TagConfig(confidence_map=False),
+                "no neighbour votes": TagConfig(neighbour_weights=(0.0,)), "default": TagConfig()}
+# The audit with and without the nearest train images' votes (curate.neighbours).
+AUDIT_VARIANTS = {"no neighbour votes": TagConfig(neighbour_weights=(0.0,)), "default": TagConfig()}
 
 
 def tag_figures(encoder, frame: pd.DataFrame, vectors: np.ndarray, work: Path) -> dict:
@@ -79,7 +82,8 @@ def tag_figures(encoder, frame: pd.DataFrame, vectors: np.ndarray, work: Path) -
         for column, m in metrics.items():
             model = models[column]
             m.update(val_ece_before=model.before.ece, val_ece_after=model.after.ece,
-                     image_weight=model.image_weight, prior_weight=model.prior_weight)
+                     image_weight=model.image_weight, prior_weight=model.prior_weight,
+                     neighbour_weight=model.neighbour_weight)
         out[name] = metrics
         if name == "default":
             (work / "reliability.png").write_bytes(
@@ -102,14 +106,15 @@ def unplanted(top: pd.DataFrame, flips: pd.DataFrame) -> dict:
             "colour_title_names_the_prediction": int(title_says)}
 
 
-def audit_figures(encoder, frame: pd.DataFrame, vectors: np.ndarray, seeds: list[int]) -> dict:
+def audit_figures(encoder, frame: pd.DataFrame, vectors: np.ndarray, seeds: list[int],
+                  tag_cfg: TagConfig = TagConfig(), label: str = "default", with_duplicates: bool = True) -> dict:
     cfg = AuditConfig()
     columns = ["baseColour", "articleType"]
     test = np.flatnonzero(frame["split"].to_numpy() == "test")
     per_seed = []
     for seed in seeds:
         altered, flips = inject_flips(frame, columns, cfg.flip_share, seed=seed, split="test")
-        models = fit_columns(encoder, altered, vectors, TagConfig(), columns)
+        models = fit_columns(encoder, altered, vectors, tag_cfg, columns)
         findings = contradictions(altered, vectors, models, test)
         by_margin = injection_scores(findings, flips, k=100)
         # The other ranking one could use: the calibrated probability that the value on file is wrong.
@@ -118,13 +123,13 @@ def audit_figures(encoder, frame: pd.DataFrame, vectors: np.ndarray, seeds: list
                                           flips[flips["column"] == c], k=100) for c in columns}
         per_seed.append({"seed": seed, "margin": by_margin, "p_current": by_doubt, "per_column": per_column,
                          "unplanted_top100": unplanted(findings.head(100), flips)})
-        print(f"audit seed {seed}: P@100 {by_margin['precision_at_k']:.2f} (by p_current "
+        print(f"audit ({label}) seed {seed}: P@100 {by_margin['precision_at_k']:.2f} (by p_current "
               f"{by_doubt['precision_at_k']:.2f}), recall@100 {by_margin['recall_at_k']:.2f}, "
               f"R-precision {by_margin['recall_at_flips']:.2f}", flush=True)
     evaluated = np.flatnonzero(frame["split"].isin(EVAL_SPLITS).to_numpy())
     sub = frame.iloc[evaluated].reset_index(drop=True)
     duplicates = {}
-    for threshold in (0.98, 0.99, 0.999):
+    for threshold in (0.98, 0.99, 0.999) if with_duplicates else ():
         for pixels in (1.0, 0.02, 0.01, 0.005):  # 1.0: embedding alone
             pairs = near_duplicates(sub, vectors[evaluated], AuditConfig(duplicate_cosine=threshold,
                                                                          max_duplicates=20000,
@@ -183,23 +188,25 @@ def markdown(results: dict) -> str:
     for name, table in results["tag"].items():
         lines += [f"## tag, {name} (test split, values hidden)", "",
                   "| column | values | accuracy | majority acc. | macro-F1 | majority macro-F1 | ECE (test) | "
-                  "val ECE before → after | image w | prior w |", "|---|---|---|---|---|---|---|---|---|---|"]
+                  "val ECE before → after | image w | neighbour w | prior w |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|"]
         for column, m in table.items():
             lines.append(f"| {column} | {m['values']} | {m['accuracy']:.3f} | {m['majority_accuracy']:.3f} | "
                          f"{m['macro_f1']:.3f} | {m['majority_macro_f1']:.3f} | {m['ece']:.3f} | "
                          f"{m['val_ece_before']:.3f} → {m['val_ece_after']:.3f} | {m['image_weight']:g} | "
-                         f"{m['prior_weight']:g} |")
+                         f"{m['neighbour_weight']:g} | {m['prior_weight']:g} |")
         lines.append("")
     audit = results["audit"]
     lines += ["## audit (2% of test colours and types flipped)", "",
-              "| seed | flips | P@100 (log-odds) | P@100 (p on file) | recall@100 | R-precision | unplanted in top 100 "
-              "| of their colours, title names the image's |", "|---|---|---|---|---|---|---|---|"]
-    for s in audit["seeds"]:
-        m, d = s["margin"], s["p_current"]
-        u = s["unplanted_top100"]
-        lines.append(f"| {s['seed']} | {m['flips']} | {m['precision_at_k']:.2f} | {d['precision_at_k']:.2f} | "
-                     f"{m['recall_at_k']:.2f} | {m['recall_at_flips']:.2f} | {u['by_column']} | "
-                     f"{u['colour_title_names_the_prediction']} |")
+              "| votes | seed | flips | P@100 (log-odds) | P@100 (p on file) | recall@100 | R-precision | unplanted in "
+              "top 100 | of their colours, title names the image's |", "|---|---|---|---|---|---|---|---|---|"]
+    for name, variant in [*results.get("audit_variants", {}).items(), ("default", audit)]:
+        for s in variant["seeds"]:
+            m, d = s["margin"], s["p_current"]
+            u = s["unplanted_top100"]
+            lines.append(f"| {name} | {s['seed']} | {m['flips']} | {m['precision_at_k']:.2f} | "
+                         f"{d['precision_at_k']:.2f} | {m['recall_at_k']:.2f} | {m['recall_at_flips']:.2f} | "
+                         f"{u['by_column']} | {u['colour_title_names_the_prediction']} |")
     lines += ["", "| near-duplicate rule (val+test) | pairs | same title or bytes |", "|---|---|---|"]
     for threshold, d in audit["duplicates"].items():
         lines.append(f"| {threshold} | {d['pairs']} | {d['precision']:.2f} |")
@@ -224,6 +231,8 @@ def main() -> None:
     seeds = [int(s) for s in args.seeds.split(",")]
     results = {"catalog": str(args.catalog), "model": args.model, "fingerprint": encoder.fingerprint,
                "tag": tag_figures(encoder, frame, vectors, args.work),
+               "audit_variants": {name: audit_figures(encoder, frame, vectors, seeds, cfg, name, False)
+                                  for name, cfg in AUDIT_VARIANTS.items() if name != "default"},
                "audit": audit_figures(encoder, frame, vectors, seeds),
                "compose": compose_figures(encoder, frame, vectors, args.pairs, seeds[0])}
     (args.work / "curate.json").write_text(json.dumps(results, indent=2, default=float))

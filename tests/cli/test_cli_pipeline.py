@@ -23,6 +23,13 @@ def test_user_mistakes_exit_2_with_a_message(tmp_path):
     assert result.exit_code == 2 and "stylesearch prepare" in result.output
 
 
+def test_an_unknown_loss_is_refused_before_any_training(processed_dir, tmp_path):
+    result = runner.invoke(app, ["train", "--catalog", str(processed_dir), "--model", "tiny", "--loss", "hinge",
+                                 "--out", str(tmp_path / "run")])
+    assert result.exit_code == 2 and "unknown loss 'hinge'; use one of softmax, sigmoid" in result.output
+    assert not (tmp_path / "run" / "last").exists()
+
+
 def test_evaluate_command_compares_base_and_fine_tuned(processed_dir, tmp_path, tiny):
     tiny.model.save_pretrained(tmp_path / "ckpt")
     tiny.processor.save_pretrained(tmp_path / "ckpt")

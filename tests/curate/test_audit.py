@@ -31,6 +31,10 @@ def test_flipped_colours_are_flagged_and_ranked_first(fake_searcher: Searcher, c
     # The fake sees one pixel, so some striped photos are flagged too; still the flips rank first (chance: 0.19).
     assert scores["precision_at_k"] >= 0.6
     assert result.findings["margin"].is_monotonic_decreasing
+    assert result.models["baseColour"].neighbour_weight == 0  # AuditConfig.neighbour_votes is off by default
+    voted = audit_frame(fake_searcher.encoder, altered, vectors,
+                        AuditConfig(columns=("baseColour",), neighbour_votes=True), rows=rows)
+    assert injection_scores(voted.findings, flips, k=len(flips))["recall_flagged"] >= 0.8
 
 
 def test_findings_of_the_tiny_model_are_well_formed(tiny_searcher: Searcher, catalog: ProcessedCatalog):

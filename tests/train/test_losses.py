@@ -2,7 +2,7 @@ import math
 
 import torch
 
-from stylesearch.train.losses import contrastive_loss, lr_at, same_item_mask
+from stylesearch.train.losses import contrastive_loss, lr_at, same_item_mask, sigmoid_loss
 
 
 def reference_loss(logits: list[list[float]], positives: list[list[int]]) -> float:
@@ -43,3 +43,23 @@ def test_warmup_then_cosine():
     assert lr_at(0, **kw) == 0.1 and lr_at(9, **kw) == 1.0
     assert math.isclose(lr_at(60, **kw), 0.5, abs_tol=1e-9)
     assert lr_at(110, **kw) < 1e-12
+
+
+def test_sigmoid_loss_labels_every_shared_title_pair_positive():
+    img = torch.nn.functional.normalize(torch.tensor([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0]]), dim=-1)
+    txt = torch.nn.functional.normalize(torch.tensor([[1.0, 0.2], [1.0, 0.1], [0.1, 1.0]]), dim=-1)
+    same = same_item_mask(torch.tensor([5, 5, 9]))
+    scale, bias = torch.tensor(math.log(10.0)), torch.tensor(-2.0)
+    logits = (10 * img @ txt.T - 2).tolist()
+    labels = [[1, 1, -1], [1, 1, -1], [-1, -1, 1]]
+    expected = sum(math.log(1 + math.exp(-lab * z)) for row, lr in zip(logits, labels, strict=True)
+                   for z, lab in zip(row, lr, strict=True)) / 3
+    assert math.isclose(sigmoid_loss(img, txt, scale, bias, same).item(), expected, rel_tol=1e-5)
+    assert sigmoid_loss(img, txt, scale, bias, same).item() < sigmoid_loss(img, txt, scale, bias).item()
+
+
+def test_sigmoid_loss_bias_is_learned_towards_the_negatives_share():
+    bias = torch.tensor(0.0, requires_grad=True)
+    e = torch.nn.functional.normalize(torch.randn(8, 4), dim=-1)
+    sigmoid_loss(e, e, torch.tensor(0.0), bias).backward()
+    assert bias.grad > 0  # 56 negative pairs against 8 positives: the bias must fall

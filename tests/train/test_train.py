@@ -6,8 +6,9 @@ import torch
 from fakes import interrupt_training_at, same_weights
 from stylesearch.config import TrainConfig
 from stylesearch.data.prepare import load_processed
-from stylesearch.train.loop import train, val_loss, validation_recall
+from stylesearch.train.loop import train
 from stylesearch.train.sampler import epoch_batches
+from stylesearch.train.validation import ValidationSet
 
 FAST = TrainConfig(base_model="tiny", lr=1e-3, weight_decay=0.1, batch_size=16, epochs=2, warmup_steps=3,
                    patience=5, save_every_steps=4)
@@ -16,13 +17,14 @@ FAST = TrainConfig(base_model="tiny", lr=1e-3, weight_decay=0.1, batch_size=16, 
 def test_short_training_lowers_val_loss_and_raises_recall(processed_dir, tmp_path, tiny):
     catalog = load_processed(processed_dir)
     val = catalog.split("val")
-    before_loss, before = val_loss(tiny, val, 16), validation_recall(tiny, val)
+    before = ValidationSet.build(tiny, val).metrics(tiny, 16)
     result = train(catalog, FAST, tmp_path / "run")
     from stylesearch.model.clip import load_model
 
     best = load_model(str(tmp_path / "run" / "best"))
-    assert val_loss(best, val, 16) < before_loss
-    assert validation_recall(best, val)["R@10"] > before["R@10"]
+    after = ValidationSet.build(best, val).metrics(best, 16)
+    assert after["val_loss"] < before["val_loss"]
+    assert after["R@10"] > before["R@10"]
     assert result.stopped == "epochs" and result.steps > 0
     for name in ("history.json", "history.png", "best/model.safetensors", "best/config.json",
                  "best/train_config.json", "last/training_state.pt", "last/checkpoint.json"):
@@ -139,3 +141,35 @@ def test_a_resumed_budget_run_continues_the_schedule(processed_dir, tmp_path, mo
     # Elapsed time is carried over: the resumed run does not get a fresh budget.
     assert resumed.steps <= full.steps + 2
     assert resumed.history["steps"][-1]["lr"] < 0.05 * cfg.lr
+
+
+def test_sigmoid_loss_trains_and_resumes_with_its_learned_bias(processed_dir, tmp_path, monkeypatch):
+    from dataclasses import replace
+
+    from stylesearch.errors import ResumeMismatchError
+
+    catalog = load_processed(processed_dir)
+    cfg = replace(FAST, loss="sigmoid", save_every_steps=1)
+    full = train(catalog, cfg, tmp_path / "full")
+    bias = torch.load(tmp_path / "full" / "last" / "training_state.pt", weights_only=True)["logit_bias"]
+    assert bias != -10.0  # learned, not the initial value
+    assert full.history["steps"][-1]["loss"] < full.history["steps"][0]["loss"]
+
+    interrupt_training_at(monkeypatch, 5)
+    train(catalog, cfg, tmp_path / "cut")
+    monkeypatch.undo()
+    with pytest.raises(ResumeMismatchError, match="--loss sigmoid"):
+        train(catalog, replace(cfg, loss="softmax"), tmp_path / "cut", resume=True)
+    train(catalog, cfg, tmp_path / "cut", resume=True)
+    resumed = torch.load(tmp_path / "cut" / "last" / "training_state.pt", weights_only=True)["logit_bias"]
+    assert resumed == pytest.approx(bias, abs=1e-5)
+    assert same_weights(tmp_path / "full" / "last", tmp_path / "cut" / "last")
+
+
+def test_an_unknown_loss_is_refused_by_name(processed_dir, tmp_path):
+    from dataclasses import replace
+
+    from stylesearch.errors import StylesearchError
+
+    with pytest.raises(StylesearchError, match="unknown loss 'hinge'; use one of softmax, sigmoid"):
+        train(load_processed(processed_dir), replace(FAST, loss="hinge"), tmp_path / "run")

@@ -83,7 +83,7 @@ def train(
     hue_jitter: bool = typer.Option(None, "--hue-jitter/--no-hue-jitter", help="Off by default: captions name "
                                     "colours."),
     augment: str = typer.Option(None, help="crop-flip-rotate | crop-flip | flip | none "
-                                f"(default: fine-tune {TrainConfig.augment}; presets: crop-flip)"),
+                                f"(default: fine-tune {TrainConfig.augment}; small: none, tiny: crop-flip)"),
     pixel_cache: bool = typer.Option(None, "--pixel-cache/--no-pixel-cache",
                                      help="Decode every image once into a uint8 cache beside the catalogue "
                                           "(default: on for presets, off to fine-tune)."),
@@ -100,6 +100,8 @@ def train(
                                    "See docs/quality.md."),
     title_share: float = typer.Option(None, help="With --text-views views: how often the drawn text is the "
                                       "title, the rest spread over the other views (default: even; small: 0.5)."),
+    loss: str = typer.Option(None, help="softmax (CLIP's InfoNCE) | sigmoid (SigLIP's pairwise loss) "
+                             f"(default: {TrainConfig.loss})."),
     save_every_steps: int = typer.Option(None, help=f"Save a resumable last/ every N steps (default: "
                                          f"{TrainConfig.save_every_steps}; 0 = at epoch ends only)."),
     resume: bool = typer.Option(False, help="Continue from OUT/last."),
@@ -114,7 +116,8 @@ def train(
                        freeze_vision_layers=freeze_vision_layers, freeze_text_layers=freeze_text_layers,
                        grad_clip=grad_clip, hue_jitter=hue_jitter, augment=augment, pixel_cache=pixel_cache,
                        bf16=bf16, threads=threads, num_workers=num_workers, seed=seed, sampler=sampler,
-                       text_views=text_views, title_share=title_share, save_every_steps=save_every_steps)
+                       text_views=text_views, title_share=title_share, loss=loss,
+                       save_every_steps=save_every_steps)
     result = run_train(load_processed(catalog), cfg, out, resume=resume)
     if os.environ.get("RANK", "0") != "0":  # under torchrun, rank 0 alone reports
         return

@@ -11,13 +11,14 @@ Near-duplicates: the same image bytes under two ids, or two images whose embeddi
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
 from stylesearch.config import AuditConfig, TagConfig
-from stylesearch.curate.tag import ColumnModel, fit_columns
+from stylesearch.curate.tag import ColumnModel, fit_columns, shared_nearest
 from stylesearch.curate.vocabulary import catalogue_vectors, index_vectors
 from stylesearch.data.images import decode_image
 from stylesearch.data.prepare import ProcessedCatalog
@@ -47,11 +48,12 @@ def contradictions(frame: pd.DataFrame, vectors: np.ndarray, models: dict[str, C
     """Each product and column with a known value: how much likelier the image makes another value, best first."""
     rows = np.arange(len(frame)) if rows is None else np.asarray(rows)
     parts = []
+    nearest = shared_nearest(models, vectors[rows])
     for column, model in models.items():
         codes = model.vocabulary.codes(frame[column].iloc[rows])
         keep = rows[codes >= 0]
+        probs = model.probabilities(vectors[keep], None if nearest is None else nearest[codes >= 0])
         codes = codes[codes >= 0]
-        probs = model.probabilities(vectors[keep])
         current = probs[np.arange(len(keep)), codes]
         others = probs.copy()
         others[np.arange(len(keep)), codes] = -1.0
@@ -130,6 +132,8 @@ def audit_frame(encoder: Encoder, frame: pd.DataFrame, vectors: np.ndarray, cfg:
                 tag_cfg: TagConfig = TagConfig(), rows: np.ndarray | None = None) -> AuditResult:
     """Contradictions over `rows` (all when None) and near-duplicates over the whole frame."""
     columns = [c for c in cfg.columns if c in frame.columns]
+    if not cfg.neighbour_votes:
+        tag_cfg = dataclasses.replace(tag_cfg, neighbour_weights=(0.0,))
     models = fit_columns(encoder, frame, vectors, tag_cfg, columns)
     return AuditResult(contradictions(frame, vectors, models, rows), near_duplicates(frame, vectors, cfg), models)
 

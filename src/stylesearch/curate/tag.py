@@ -1,11 +1,12 @@
 """`stylesearch tag`: predict each product's attribute values from its image, with calibrated confidence.
 
 Per column: text prototypes from the train split's words (`curate.vocabulary`), image prototypes (the
-mean train image of each value) and the train frequencies as a prior; on the val split, the weights of
-the last two and one temperature (`curate.calibrate`) with the lowest NLL, then a monotone map of the top
-value's probability to its val accuracy. Then every product gets its most likely value and a confidence.
-The image alone decides: a val or test product's own metadata never reaches its suggestion (a train
-product's label is one of many in its value's image prototype).
+mean train image of each value), the votes of each product's nearest train photos (`curate.neighbours`)
+and the train frequencies as a prior; on the val split, the weights of the last three and one temperature
+(`curate.calibrate`) with the lowest NLL, then a monotone map of the top value's probability to its val
+accuracy. Then every product gets its most likely value and a confidence. The image alone decides: a val
+or test product's own metadata never reaches its suggestion (a train product's label is one of many in
+its value's image prototype, and never votes for itself).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from stylesearch.curate.calibrate import (
     reliability,
     softmax,
 )
+from stylesearch.curate.neighbours import Neighbourhood, votes
 from stylesearch.curate.vocabulary import (
     Vocabulary,
     attribute_columns,
@@ -58,15 +60,24 @@ class ColumnModel:
     before: Reliability  # text prototypes alone at CLIP_TEMPERATURE, uniform prior: plain zero-shot CLIP
     after: Reliability  # as fitted
     confidence_map: ConfidenceMap = ConfidenceMap()  # the top value's probability -> its val accuracy
+    neighbourhood: Neighbourhood | None = None  # the train images whose values vote (curate.neighbours)
+    train_codes: np.ndarray | None = None  # each train image's value, -1 unknown: rows of `neighbourhood`
+    neighbour_weight: float = 0.0  # weight of the neighbours' vote shares beside the prototype cosines
 
-    def probabilities(self, images: np.ndarray) -> np.ndarray:
-        """Calibrated probability of every value for every image: (images, values)."""
-        return softmax(mixed_scores(self.vocabulary, self.images, images, self.image_weight), self.temperature,
-                       self.prior_weight * self.log_prior)
+    def probabilities(self, images: np.ndarray, nearest: np.ndarray | None = None) -> np.ndarray:
+        """Calibrated probability of every value for every image: (images, values).
 
-    def predict(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        `nearest`: the images' train neighbours (`Neighbourhood.nearest`), when a caller already has them.
+        """
+        scores = mixed_scores(self.vocabulary, self.images, images, self.image_weight)
+        if self.neighbour_weight and self.neighbourhood is not None and self.train_codes is not None:
+            nearest = self.neighbourhood.nearest(images) if nearest is None else nearest
+            scores = scores + self.neighbour_weight * votes(nearest, self.train_codes, len(self.vocabulary.values))
+        return softmax(scores, self.temperature, self.prior_weight * self.log_prior)
+
+    def predict(self, images: np.ndarray, nearest: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Per image, the index of its most likely value and the calibrated confidence that it is right."""
-        probs = self.probabilities(images)
+        probs = self.probabilities(images, nearest)
         best = probs.argmax(axis=1)
         return best, self.confidence_map(probs[np.arange(len(best)), best])
 
@@ -94,7 +105,8 @@ class TagResult:
 
     def calibration(self) -> dict[str, Any]:
         return {c: {"temperature": m.temperature, "values": len(m.vocabulary.values),
-                    "image_weight": m.image_weight, "prior_weight": m.prior_weight,
+                    "image_weight": m.image_weight, "neighbour_weight": m.neighbour_weight,
+                    "prior_weight": m.prior_weight,
                     "confidence_map": {"x": list(m.confidence_map.x), "y": list(m.confidence_map.y)},
                     "val_ece_before": m.before.ece, "val_ece_after": m.after.ece,
                     "val_reliability": m.after.to_dict()} for c, m in self.models.items()}
@@ -109,6 +121,8 @@ def fit_columns(encoder: Encoder, frame: pd.DataFrame, vectors: np.ndarray,
         raise CatalogError("tagging needs a train split (for the prompts) and a val split (for calibration); "
                            "tag a catalogue written by `stylesearch prepare`")
     train = frame.iloc[train_rows]
+    hood = Neighbourhood(np.asarray(vectors[train_rows], np.float32), cfg.neighbours)
+    val_nearest = hood.nearest(vectors[val]) if any(cfg.neighbour_weights) else None
     models = {}
     for column in columns or attribute_columns(frame, cfg):
         vocabulary = build_vocabulary(encoder, train, column, cfg)
@@ -116,20 +130,26 @@ def fit_columns(encoder: Encoder, frame: pd.DataFrame, vectors: np.ndarray,
         log_prior = np.log(np.asarray(vocabulary.support, np.float64) / sum(vocabulary.support))
         codes = vocabulary.codes(frame[column].iloc[val])
         known, labels = val[codes >= 0], codes[codes >= 0]
-        best: tuple[float, float, float, float] | None = None  # (nll, image weight, prior weight, temperature)
+        train_codes = vocabulary.codes(train[column])
+        nearest = None if val_nearest is None else val_nearest[codes >= 0]
+        shares = None if nearest is None else votes(nearest, train_codes, len(vocabulary.values))
+        best: tuple[float, ...] | None = None  # (nll, image weight, neighbour weight, prior weight, temperature)
         for image_weight in cfg.image_weights:
-            logits = mixed_scores(vocabulary, images, vectors[known], image_weight)
-            for prior_weight in cfg.prior_weights:
-                temperature = fit_temperature(logits, labels, offset=prior_weight * log_prior)
-                loss = nll(logits, labels, temperature, prior_weight * log_prior)
-                if best is None or loss < best[0] - 1e-12:
-                    best = (loss, image_weight, prior_weight, temperature)
+            base = mixed_scores(vocabulary, images, vectors[known], image_weight)
+            for neighbour_weight in cfg.neighbour_weights if shares is not None else (0.0,):
+                logits = base + neighbour_weight * shares if neighbour_weight else base
+                for prior_weight in cfg.prior_weights:
+                    temperature = fit_temperature(logits, labels, offset=prior_weight * log_prior)
+                    loss = nll(logits, labels, temperature, prior_weight * log_prior)
+                    if best is None or loss < best[0] - 1e-12:
+                        best = (loss, image_weight, neighbour_weight, prior_weight, temperature)
         assert best is not None, "TagConfig.image_weights and prior_weights must not be empty"
-        _, image_weight, prior_weight, temperature = best
+        _, image_weight, neighbour_weight, prior_weight, temperature = best
         model = ColumnModel(vocabulary, images, log_prior, image_weight, prior_weight, temperature,
                             before=_reliability(softmax(vocabulary.scores(vectors[known]), CLIP_TEMPERATURE),
-                                                labels, cfg), after=Reliability((), (), (), ()))
-        best_value, confidence = model.predict(vectors[known])
+                                                labels, cfg), after=Reliability((), (), (), ()),
+                            neighbourhood=hood, train_codes=train_codes, neighbour_weight=neighbour_weight)
+        best_value, confidence = model.predict(vectors[known], nearest)
         if cfg.confidence_map:
             model = dataclasses.replace(model, confidence_map=fit_confidence_map(confidence, best_value == labels))
             confidence = model.confidence_map(confidence)  # the map keeps the top value; only its confidence moves
@@ -146,8 +166,9 @@ def suggest(frame: pd.DataFrame, vectors: np.ndarray, models: dict[str, ColumnMo
     """One row per product and column: the most likely value, its confidence and the value on file."""
     parts = []
     ids, splits = frame["id"].astype(str).to_numpy(), frame["split"].astype(str).to_numpy()
+    nearest = shared_nearest(models, vectors)
     for column, model in models.items():
-        best, confidence = model.predict(vectors)
+        best, confidence = model.predict(vectors, nearest)
         parts.append(pd.DataFrame({
             "id": ids, "split": splits, "column": column,
             "value": np.asarray(model.vocabulary.values, dtype=object)[best],
@@ -155,6 +176,12 @@ def suggest(frame: pd.DataFrame, vectors: np.ndarray, models: dict[str, ColumnMo
             "current": pd.Series(cell_strings(frame[column]), dtype="object").to_numpy(),
         }))
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=list(SUGGESTION_COLUMNS))
+
+
+def shared_nearest(models: dict[str, ColumnModel], images: np.ndarray) -> np.ndarray | None:
+    """The images' train neighbours, found once for every column that weighs their votes (None if none does)."""
+    hood = next((m.neighbourhood for m in models.values() if m.neighbour_weight and m.neighbourhood), None)
+    return None if hood is None else hood.nearest(images)
 
 
 def fill_missing(frame: pd.DataFrame, suggestions: pd.DataFrame,

@@ -87,7 +87,7 @@ def load_training_state(path: Path) -> dict[str, Any]:
 # What a run's batches, texts and pixels are made of: resuming with another value would not continue the
 # same run. (epochs, max_minutes, patience and the like may change on --resume.)
 RESUME_MUST_MATCH = ("sampler", "text_views", "title_share", "batch_size", "seed", "hue_jitter", "augment",
-                     "freeze_vision_layers", "freeze_text_layers")
+                     "freeze_vision_layers", "freeze_text_layers", "loss")
 
 
 def check_resumable(cfg: TrainConfig, last: Path) -> None:

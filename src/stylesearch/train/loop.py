@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import torch
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
@@ -22,20 +21,29 @@ from tqdm.auto import tqdm
 from stylesearch.common.files import atomic_write_text
 from stylesearch.config import TrainConfig, to_dict
 from stylesearch.data.prepare import ProcessedCatalog
-from stylesearch.evaluate.metrics import batched_loss, embed, title_retrieval
+from stylesearch.errors import StylesearchError
 from stylesearch.model.checkpoint import STATE_FILE, check_resumable, load_training_state, save_checkpoint
-from stylesearch.model.clip import ClipEncoder, LoadedModel, load_model
+from stylesearch.model.clip import LoadedModel, load_model
 from stylesearch.model.preprocess import ClipPreprocess
 from stylesearch.model.presets import recipe_warning
 from stylesearch.train import distributed
 from stylesearch.train.distributed import gather, gather_with_grad, shard, shard_sizes
 from stylesearch.train.history import write_history
-from stylesearch.train.losses import MAX_LOGIT_SCALE, contrastive_loss, lr_at, same_item_mask
+from stylesearch.train.losses import (
+    LOSSES,
+    MAX_LOGIT_SCALE,
+    SIGMOID_BIAS_INIT,
+    contrastive_loss,
+    lr_at,
+    same_item_mask,
+    sigmoid_loss,
+)
 from stylesearch.train.pairs import PairCollator, ProductPairs, train_transform
 from stylesearch.train.pixelcache import cached_pixels
 from stylesearch.train.sampler import plan_batches
 from stylesearch.train.textviews import merge_equal_texts, training_texts
 from stylesearch.train.towers import PairEncoder
+from stylesearch.train.validation import ValidationSet
 
 
 @dataclass
@@ -91,7 +99,8 @@ def freeze_layers(loaded: LoadedModel, vision: int, text: int) -> None:
 
 
 def global_loss(image: torch.Tensor, text: torch.Tensor, groups: torch.Tensor, logit_scale: torch.Tensor,
-                sizes: list[int], text_keys: torch.Tensor | None = None) -> torch.Tensor:
+                sizes: list[int], text_keys: torch.Tensor | None = None,
+                logit_bias: torch.Tensor | None = None) -> torch.Tensor:
     """The contrastive loss over the global batch, from this rank's rows (`sizes`: rows per rank).
 
     Every rank's embeddings are gathered with gradients, so each row meets every negative in the
@@ -99,7 +108,8 @@ def global_loss(image: torch.Tensor, text: torch.Tensor, groups: torch.Tensor, l
 
     `text` may hold several views stacked view-major ((views x rows), see `textviews.ViewCollator`):
     the loss is then the mean of one loss per view. `text_keys` ((views, rows)) makes rows whose
-    view text is the same positives of each other, across ranks too.
+    view text is the same positives of each other, across ranks too. With `logit_bias` the loss is
+    SigLIP's sigmoid loss, else CLIP's softmax.
     """
     rows = len(image)
     views = len(text) // max(1, rows)
@@ -111,24 +121,10 @@ def global_loss(image: torch.Tensor, text: torch.Tensor, groups: torch.Tensor, l
             keys = gather(text_keys[v], sizes).tolist()
             same = torch.tensor(merge_equal_texts(keys, groups.tolist()), device=groups.device)
         view = gather_with_grad(text[v * rows:(v + 1) * rows], sizes)
-        losses.append(contrastive_loss(image, view, logit_scale, same_item_mask(same)))
+        mask = same_item_mask(same)
+        losses.append(contrastive_loss(image, view, logit_scale, mask) if logit_bias is None
+                      else sigmoid_loss(image, view, logit_scale, logit_bias, mask))
     return losses[0] if views == 1 else torch.stack(losses).mean()
-
-
-def validation_recall(loaded: LoadedModel, frame: pd.DataFrame) -> dict[str, float]:
-    """Full-gallery title->image recall on the validation split: the early-stopping signal."""
-    loaded.model.eval()
-    encoder = ClipEncoder(loaded, batch_size=64, device=next(loaded.model.parameters()).device)
-    emb = embed(encoder, frame)
-    out = title_retrieval(encoder, emb, frame["title"].tolist(), (1, 5, 10))["t2i"]
-    return out
-
-
-def val_loss(loaded: LoadedModel, frame: pd.DataFrame, batch_size: int) -> float:
-    encoder = ClipEncoder(loaded, batch_size=64, device=next(loaded.model.parameters()).device)
-    emb = embed(encoder, frame)
-    scale = float(loaded.model.logit_scale.detach().clamp(max=MAX_LOGIT_SCALE))
-    return batched_loss(emb.image, emb.text, emb.groups, scale, batch_size)
 
 
 def train(catalog: ProcessedCatalog, cfg: TrainConfig, out_dir: Path, *, resume: bool = False,
@@ -138,6 +134,8 @@ def train(catalog: ProcessedCatalog, cfg: TrainConfig, out_dir: Path, *, resume:
     `clock` (seconds) measures the `max_minutes` budget that the learning-rate schedule anneals over.
     """
     out_dir = Path(out_dir)
+    if cfg.loss not in LOSSES:  # before any work: a typo should not cost a pixel cache build
+        raise StylesearchError(f"unknown loss {cfg.loss!r}; use one of {', '.join(LOSSES)}")
     seed_everything(cfg.seed)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -159,6 +157,7 @@ def train(catalog: ProcessedCatalog, cfg: TrainConfig, out_dir: Path, *, resume:
     train_frame, val_frame = catalog.split("train"), catalog.split("val")
     if cfg.val_max_items and len(val_frame) > cfg.val_max_items:
         val_frame = val_frame.sample(cfg.val_max_items, random_state=cfg.seed).reset_index(drop=True)
+    validation = ValidationSet.build(loaded, val_frame) if main else None
     size = int(model.config.vision_config.image_size)
     collate = PairCollator(loaded.processor.tokenizer, int(model.config.text_config.max_position_embeddings))
     pixels = None
@@ -173,13 +172,14 @@ def train(catalog: ProcessedCatalog, cfg: TrainConfig, out_dir: Path, *, resume:
     steps_per_epoch = len(plan_batches(cfg.sampler, train_frame, cfg.batch_size, cfg.seed, 0, world))
     total_steps = max(1, steps_per_epoch * cfg.epochs)
 
-    params = [p for p in model.parameters() if p.requires_grad]
+    encoder = PairEncoder(model, cfg.text_buckets, SIGMOID_BIAS_INIT if cfg.loss == "sigmoid" else None).to(device)
+    params = [p for p in encoder.parameters() if p.requires_grad]
     decay = [p for p in params if p.ndim >= 2]
     no_decay = [p for p in params if p.ndim < 2]  # biases, norms and the temperature: no weight decay
     optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
                                    {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.98), eps=1e-6,
                                   fused=fused_adam(device))
-    pair: torch.nn.Module = PairEncoder(model, cfg.text_buckets)
+    pair: torch.nn.Module = encoder
     if world > 1:  # broadcasts rank 0's weights, then averages gradients across ranks in backward
         pair = torch.nn.parallel.DistributedDataParallel(pair, device_ids=[device.index] if device.index is not None
                                                          else None)
@@ -195,6 +195,9 @@ def train(catalog: ProcessedCatalog, cfg: TrainConfig, out_dir: Path, *, resume:
         step, start_epoch, skip = int(state["step"]), int(state["epoch"]), int(state["batch_in_epoch"])
         best, bad_epochs = float(state["best"]), int(state["bad_epochs"])
         history = json.loads(state["history"])
+        if encoder.logit_bias is not None and "logit_bias" in state:
+            with torch.no_grad():
+                encoder.logit_bias.fill_(float(state["logit_bias"]))
     # The budget and the schedule count the time of earlier attempts too: a resumed run continues its curve.
     # `elapsed` is rank 0's clock, broadcast every step, so every rank steps with the same learning rate.
     elapsed = float(state.get("elapsed", 0.0)) if state is not None else 0.0
@@ -204,8 +207,11 @@ def train(catalog: ProcessedCatalog, cfg: TrainConfig, out_dir: Path, *, resume:
         tqdm.write(resumed)
 
     def snapshot(epoch: int, batch_in_epoch: int) -> dict[str, Any]:
-        return {"optimizer": optimizer.state_dict(), "step": step, "epoch": epoch, "batch_in_epoch": batch_in_epoch,
-                "best": best, "bad_epochs": bad_epochs, "history": json.dumps(history), "elapsed": clock() - started}
+        out = {"optimizer": optimizer.state_dict(), "step": step, "epoch": epoch, "batch_in_epoch": batch_in_epoch,
+               "best": best, "bad_epochs": bad_epochs, "history": json.dumps(history), "elapsed": clock() - started}
+        if encoder.logit_bias is not None:
+            out["logit_bias"] = float(encoder.logit_bias.detach())
+        return out
 
     def save_last(epoch: int, batch_in_epoch: int) -> None:
         if main:  # rank 0 alone writes; every rank holds the same weights
@@ -242,7 +248,8 @@ def train(catalog: ProcessedCatalog, cfg: TrainConfig, out_dir: Path, *, resume:
                 # 3. loss over the global batch: rows sharing a title or image are positives, not negatives
                 keys = batch.get("text_keys")
                 loss = global_loss(image, text, batch["groups"].to(device), model.logit_scale,
-                                   shard_sizes(len(batches[b]), world), None if keys is None else keys.to(device))
+                                   shard_sizes(len(batches[b]), world), None if keys is None else keys.to(device),
+                                   encoder.logit_bias)
                 # 4. backward
                 optimizer.zero_grad(set_to_none=True)
                 scaler.scale(loss).backward()
@@ -278,7 +285,7 @@ def train(catalog: ProcessedCatalog, cfg: TrainConfig, out_dir: Path, *, resume:
                 tick = time.monotonic()
             bar.close()
             # 9. evaluate on validation (rank 0; every rank gets its numbers so all stop together), 10. checkpoint
-            metrics = distributed.broadcast(epoch_metrics(loaded, val_frame, cfg.batch_size) if main else None)
+            metrics = distributed.broadcast(validation.metrics(loaded, cfg.batch_size) if main else None)
             history["epochs"].append({"epoch": epoch + 1, "step": step, **metrics})
             if main:
                 tqdm.write(f"epoch {epoch + 1}: val loss {metrics['val_loss']:.4f}  R@1 {metrics['R@1']:.3f}  "
@@ -328,10 +335,6 @@ def training_attention(device: torch.device) -> str:
 def fused_adam(device: torch.device) -> bool:
     """One fused kernel for the whole update: on a CPU the per-tensor loop took a tenth of each step."""
     return device.type in ("cpu", "cuda")
-
-
-def epoch_metrics(loaded: LoadedModel, frame: pd.DataFrame, batch_size: int) -> dict[str, float]:
-    return {**validation_recall(loaded, frame), "val_loss": val_loss(loaded, frame, batch_size)}
 
 
 def iter_batches(dataset: ProductPairs, collate: PairCollator, batches: list[list[int]], first: int,

@@ -37,6 +37,31 @@ def contrastive_loss(
     return (loss_i + loss_t) / 2
 
 
+def sigmoid_loss(
+    image: torch.Tensor, text: torch.Tensor, logit_scale: torch.Tensor, logit_bias: torch.Tensor,
+    same: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """SigLIP's pairwise sigmoid loss: every (image, text) pair is its own binary "same product?" question.
+
+    No softmax over the batch, so positives that share a title need no target spreading: each is
+    simply labelled +1. Summed over a row's pairs and averaged over rows, as in Zhai et al. (2023).
+
+    >>> e = torch.eye(2)
+    >>> round(sigmoid_loss(e, e, torch.tensor(0.0), torch.tensor(0.0)).item(), 4)  # per row: log(1 + e^-1) + log 2
+    1.0064
+    """
+    logits = logit_scale.exp() * image @ text.t() + logit_bias
+    if same is None:
+        same = torch.eye(len(image), dtype=torch.bool, device=image.device)
+    labels = same.float() * 2 - 1
+    return -F.logsigmoid(labels * logits).sum() / len(image)
+
+
+LOSSES = ("softmax", "sigmoid")
+# SigLIP starts its bias at -10 so the many negative pairs do not dominate the first steps.
+SIGMOID_BIAS_INIT = -10.0
+
+
 def lr_at(step: int, *, base_lr: float, warmup: int, total: int, min_ratio: float = 0.0,
           elapsed: float = 0.0, budget: float | None = None) -> float:
     """Linear warmup to `base_lr`, then cosine decay to `min_ratio * base_lr`.

@@ -21,10 +21,13 @@ TEXT_BUCKETS = 4
 class PairEncoder(torch.nn.Module):
     """Both CLIP towers in one `forward`: DDP synchronises gradients only for what runs through `forward`."""
 
-    def __init__(self, model: torch.nn.Module, buckets: int = TEXT_BUCKETS):
+    def __init__(self, model: torch.nn.Module, buckets: int = TEXT_BUCKETS, logit_bias: float | None = None):
         super().__init__()
         self.model = model
         self.buckets = buckets
+        # The sigmoid loss's learned bias lives here, not in the CLIP model: search never uses it, and a
+        # checkpoint stays a plain CLIPModel. Here DDP averages its gradient with the towers'.
+        self.logit_bias = None if logit_bias is None else torch.nn.Parameter(torch.tensor(float(logit_bias)))
 
     def forward(self, pixel_values: torch.Tensor, input_ids: torch.Tensor,
                 attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
