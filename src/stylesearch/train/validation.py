@@ -14,7 +14,7 @@ import torch
 
 from stylesearch.data.images import decode_image
 from stylesearch.data.prepare import normalise_title
-from stylesearch.evaluate.metrics import Embedded, batched_loss, title_retrieval
+from stylesearch.evaluate.metrics import Embedded, batched_loss, embed, title_retrieval
 from stylesearch.model.clip import ClipEncoder, LoadedModel
 from stylesearch.train.losses import MAX_LOGIT_SCALE
 
@@ -42,11 +42,10 @@ class ValidationSet:
     def embed(self, encoder: ClipEncoder) -> Embedded:
         """Image and `full_text` embeddings of every product, in the frame's order."""
         frame = self.frame
-        if self.pixels is not None:
-            parts = [encoder.encode_pixels(self.pixels[s:s + EVAL_BATCH]) for s in range(0, len(frame), EVAL_BATCH)]
-            image = np.concatenate(parts) if parts else np.zeros((0, encoder.dim), np.float32)
-        else:
-            image = encoder.encode_images(_images(frame))
+        if self.pixels is None:
+            return embed(encoder, frame)  # decodes the JPEGs again, as evaluation does
+        parts = [encoder.encode_pixels(self.pixels[s:s + EVAL_BATCH]) for s in range(0, len(frame), EVAL_BATCH)]
+        image = np.concatenate(parts) if parts else np.zeros((0, encoder.dim), np.float32)
         groups = frame["group"].to_numpy() if "group" in frame else np.arange(len(frame))
         return Embedded(image=image, text=encoder.encode_texts(frame["full_text"].astype(str).tolist()),
                         title_keys=[normalise_title(str(t)) for t in frame["title"]], groups=np.array(groups))
@@ -60,14 +59,12 @@ class ValidationSet:
         return {**recall, "val_loss": batched_loss(emb.image, emb.text, emb.groups, scale, batch_size)}
 
 
-def _images(frame: pd.DataFrame) -> list:
-    return [decode_image(b, where=f"id {i}") for b, i in zip(frame["image"], frame["id"], strict=True)]
-
-
 def _preprocess(loaded: LoadedModel, frame: pd.DataFrame) -> torch.Tensor:
     processor = loaded.processor.image_processor
     parts = []
     for start in range(0, len(frame), EVAL_BATCH):
-        batch = [im.convert("RGB") for im in _images(frame.iloc[start:start + EVAL_BATCH])]
+        rows = frame.iloc[start:start + EVAL_BATCH]
+        batch = [decode_image(b, where=f"id {i}").convert("RGB") for b, i in zip(rows["image"], rows["id"],
+                                                                               strict=True)]
         parts.append(processor(images=batch, return_tensors="pt")["pixel_values"])
     return torch.cat(parts) if parts else torch.zeros(0)
