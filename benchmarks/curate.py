@@ -20,6 +20,7 @@ Writes <work>/curate.json and <work>/curate.md; the reliability diagram to <work
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -28,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from stylesearch.config import AuditConfig, ComposeConfig, TagConfig, to_dict
-from stylesearch.curate.audit import contradictions, near_duplicates
+from stylesearch.curate.audit import audit_tag_config, contradictions, near_duplicates
 from stylesearch.curate.compose import combine, read_edit
 from stylesearch.curate.measure import (
     colour_pairs,
@@ -40,7 +41,7 @@ from stylesearch.curate.measure import (
     tag_metrics,
 )
 from stylesearch.curate.report import reliability_figure
-from stylesearch.curate.tag import TagResult, fit_columns, suggest
+from stylesearch.curate.tag import TagResult, fit_columns, frame_colours, suggest
 from stylesearch.curate.vocabulary import catalogue_vectors, cell_strings
 from stylesearch.data.prepare import load_processed
 from stylesearch.model.clip import load_encoder
@@ -48,42 +49,59 @@ from stylesearch.model.clip import load_encoder
 EVAL_SPLITS = ("val", "test")
 
 
+def cached_rows(frame: pd.DataFrame, cache: Path, make, what: str) -> np.ndarray:
+    """One array row per catalogue row, made once and kept in `cache` (remade when the row count differs)."""
+    if cache.is_file():
+        rows = np.load(cache)
+        if len(rows) == len(frame):
+            return rows
+    started = time.perf_counter()
+    rows = make(frame)
+    print(f"{what} of {len(frame)} images in {time.perf_counter() - started:.0f} s", flush=True)
+    np.save(cache, rows)
+    return rows
+
+
 def vectors_for(frame: pd.DataFrame, encoder, work: Path) -> np.ndarray:
     """Image vectors of every row (train's make the image prototypes), cached per model."""
-    cache = work / f"vectors-all-{encoder.fingerprint}.npy"
-    if cache.is_file():
-        vectors = np.load(cache)
-        if len(vectors) == len(frame):
-            return vectors
-    started = time.perf_counter()
-    vectors = catalogue_vectors(frame, encoder)
-    print(f"encoded {len(frame)} images in {time.perf_counter() - started:.0f} s", flush=True)
-    np.save(cache, vectors)
-    return vectors
+    return cached_rows(frame, work / f"vectors-all-{encoder.fingerprint}.npy",
+                       lambda f: catalogue_vectors(f, encoder), "encoded vectors")
+
+
+def colours_for(frame: pd.DataFrame, work: Path, catalog_sha256: str) -> np.ndarray:
+    """Every row's pixel-colour features (curate.pixelcolour), cached per catalogue."""
+    return cached_rows(frame, work / f"colours-{catalog_sha256[:16]}.npy", frame_colours, "pixel colours")
 
 
 # The ablation: text prompts alone at a uniform prior (plain zero-shot), the default with the temperature
 # alone (no confidence map), then the default (image prototypes and the train prior allowed, each column
 # taking what lowers its val NLL, then the top value's confidence mapped to its val accuracy).
-TAG_VARIANTS = {"text only": TagConfig(image_weights=(0.0,), prior_weights=(0.0,), neighbour_weights=(0.0,)),
+TAG_VARIANTS = {"text only": TagConfig(image_weights=(0.0,), prior_weights=(0.0,), neighbour_weights=(0.0,),
+                                       colour_weights=(0.0,)),
                 "temperature only": TagConfig(confidence_map=False),
-                "no neighbour votes": TagConfig(neighbour_weights=(0.0,)), "default": TagConfig()}
-# The audit with and without the nearest train images' votes (curate.neighbours).
-AUDIT_VARIANTS = {"no neighbour votes": TagConfig(neighbour_weights=(0.0,)), "default": TagConfig()}
+                "no neighbour votes": TagConfig(neighbour_weights=(0.0,)),
+                "no pixel colours": TagConfig(colour_weights=(0.0,)), "default": TagConfig()}
+# The audit's own settings (AuditConfig: no neighbour votes) against the variants: without the photo's pixel
+# colours (curate.pixelcolour), and with the nearest train images' votes (curate.neighbours).
+AUDIT_DEFAULT = audit_tag_config(AuditConfig())
+AUDIT_VARIANTS = {"no pixel colours": dataclasses.replace(AUDIT_DEFAULT, colour_weights=(0.0,)),
+                  "with neighbour votes": dataclasses.replace(AUDIT_DEFAULT,
+                                                              neighbour_weights=TagConfig().neighbour_weights)}
 
 
-def tag_figures(encoder, frame: pd.DataFrame, vectors: np.ndarray, work: Path) -> dict:
+def tag_figures(encoder, frame: pd.DataFrame, vectors: np.ndarray, colours: np.ndarray, work: Path) -> dict:
     out = {}
     rows = np.flatnonzero(frame["split"].isin(EVAL_SPLITS).to_numpy())
     for name, cfg in TAG_VARIANTS.items():
-        models = fit_columns(encoder, frame, vectors, cfg)
-        result = TagResult(suggest(frame.iloc[rows].reset_index(drop=True), vectors[rows], models), models)
+        models = fit_columns(encoder, frame, vectors, cfg, colours=colours)
+        result = TagResult(suggest(frame.iloc[rows].reset_index(drop=True), vectors[rows], models, colours[rows]),
+                           models)
         metrics = tag_metrics(result, frame, cfg)
         for column, m in metrics.items():
             model = models[column]
             m.update(val_ece_before=model.before.ece, val_ece_after=model.after.ece,
                      image_weight=model.image_weight, prior_weight=model.prior_weight,
-                     neighbour_weight=model.neighbour_weight)
+                     neighbour_weight=model.neighbour_weight, colour_weight=model.colour_weight)
         out[name] = metrics
         if name == "default":
             (work / "reliability.png").write_bytes(
@@ -106,16 +124,16 @@ def unplanted(top: pd.DataFrame, flips: pd.DataFrame) -> dict:
             "colour_title_names_the_prediction": int(title_says)}
 
 
-def audit_figures(encoder, frame: pd.DataFrame, vectors: np.ndarray, seeds: list[int],
-                  tag_cfg: TagConfig = TagConfig(), label: str = "default", with_duplicates: bool = True) -> dict:
+def audit_figures(encoder, frame: pd.DataFrame, vectors: np.ndarray, colours: np.ndarray, seeds: list[int],
+                  tag_cfg: TagConfig = AUDIT_DEFAULT, label: str = "default", with_duplicates: bool = True) -> dict:
     cfg = AuditConfig()
     columns = ["baseColour", "articleType"]
     test = np.flatnonzero(frame["split"].to_numpy() == "test")
     per_seed = []
     for seed in seeds:
         altered, flips = inject_flips(frame, columns, cfg.flip_share, seed=seed, split="test")
-        models = fit_columns(encoder, altered, vectors, tag_cfg, columns)
-        findings = contradictions(altered, vectors, models, test)
+        models = fit_columns(encoder, altered, vectors, tag_cfg, columns, colours)
+        findings = contradictions(altered, vectors, models, test, colours)
         by_margin = injection_scores(findings, flips, k=100)
         # The other ranking one could use: the calibrated probability that the value on file is wrong.
         by_doubt = injection_scores(findings.sort_values("p_current", kind="stable", ignore_index=True), flips, k=100)
@@ -188,18 +206,19 @@ def markdown(results: dict) -> str:
     for name, table in results["tag"].items():
         lines += [f"## tag, {name} (test split, values hidden)", "",
                   "| column | values | accuracy | majority acc. | macro-F1 | majority macro-F1 | ECE (test) | "
-                  "val ECE before → after | image w | neighbour w | prior w |",
-                  "|---|---|---|---|---|---|---|---|---|---|---|"]
+                  "val ECE before → after | image w | neighbour w | colour w | prior w |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for column, m in table.items():
             lines.append(f"| {column} | {m['values']} | {m['accuracy']:.3f} | {m['majority_accuracy']:.3f} | "
                          f"{m['macro_f1']:.3f} | {m['majority_macro_f1']:.3f} | {m['ece']:.3f} | "
                          f"{m['val_ece_before']:.3f} → {m['val_ece_after']:.3f} | {m['image_weight']:g} | "
-                         f"{m['neighbour_weight']:g} | {m['prior_weight']:g} |")
+                         f"{m['neighbour_weight']:g} | {m['colour_weight']:g} | {m['prior_weight']:g} |")
         lines.append("")
     audit = results["audit"]
     lines += ["## audit (2% of test colours and types flipped)", "",
-              "| votes | seed | flips | P@100 (log-odds) | P@100 (p on file) | recall@100 | R-precision | unplanted in "
-              "top 100 | of their colours, title names the image's |", "|---|---|---|---|---|---|---|---|---|"]
+              "| variant | seed | flips | P@100 (log-odds) | P@100 (p on file) | recall@100 | R-precision | "
+              "unplanted in top 100 | of their colours, title names the image's |",
+              "|---|---|---|---|---|---|---|---|---|"]
     for name, variant in [*results.get("audit_variants", {}).items(), ("default", audit)]:
         for s in variant["seeds"]:
             m, d = s["margin"], s["p_current"]
@@ -225,15 +244,17 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=1000)
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
-    frame = load_processed(args.catalog).frame.reset_index(drop=True)
+    catalog = load_processed(args.catalog)
+    frame = catalog.frame.reset_index(drop=True)
     encoder = load_encoder(args.model)
     vectors = vectors_for(frame, encoder, args.work)
+    colours = colours_for(frame, args.work, str(catalog.manifest.get("catalog_sha256", "catalogue")))
     seeds = [int(s) for s in args.seeds.split(",")]
     results = {"catalog": str(args.catalog), "model": args.model, "fingerprint": encoder.fingerprint,
-               "tag": tag_figures(encoder, frame, vectors, args.work),
-               "audit_variants": {name: audit_figures(encoder, frame, vectors, seeds, cfg, name, False)
-                                  for name, cfg in AUDIT_VARIANTS.items() if name != "default"},
-               "audit": audit_figures(encoder, frame, vectors, seeds),
+               "tag": tag_figures(encoder, frame, vectors, colours, args.work),
+               "audit_variants": {name: audit_figures(encoder, frame, vectors, colours, seeds, cfg, name, False)
+                                  for name, cfg in AUDIT_VARIANTS.items()},
+               "audit": audit_figures(encoder, frame, vectors, colours, seeds),
                "compose": compose_figures(encoder, frame, vectors, args.pairs, seeds[0])}
     (args.work / "curate.json").write_text(json.dumps(results, indent=2, default=float))
     (args.work / "curate.md").write_text(markdown(results))

@@ -6,9 +6,11 @@ Every row runs the real `stylesearch.train.loop` loop (schedule, forward, loss, 
 train split of a prepared catalogue, for `--steps` steps after 2 warm-up steps, and reports the median
 samples/s the loop logs. "before" is the path every run took until issue 12: decode every JPEG with PIL
 on every step, crop/flip/rotate/jitter on PIL images, fp32. The cache is built once before timing.
-Every row but the last runs the loop's attention and optimizer as they were before the eager-attention
-and fused-AdamW change (torch's fused attention kernel, whose backward is slow on a CPU for CLIP's
-10-50 tokens, and AdamW's per-tensor loop); the last row is the loop as it is.
+The row "pixel cache, bf16, text length buckets" runs the loop's attention and optimizer as they were
+before the eager-attention and fused-AdamW change (torch's fused attention kernel, whose backward is slow
+on a CPU for CLIP's 10-50 tokens, and AdamW's per-tensor loop), so the row after it shows that change
+alone; every row but the last gives the token table a dense gradient, as before
+`train.towers.sparse_token_grads`; the last row is the loop as it is.
 """
 
 from __future__ import annotations
@@ -30,7 +32,8 @@ from stylesearch.model.presets import train_config
 from stylesearch.train import loop
 from stylesearch.train.loop import train
 
-ORIGINAL = {"training_attention": loop.training_attention, "fused_adam": loop.fused_adam}
+ORIGINAL = {"training_attention": loop.training_attention, "fused_adam": loop.fused_adam,
+            "sparse_token_grads": loop.sparse_token_grads}
 
 VARIANTS = {
     "before: PIL decode + augment, fp32": {"pixel_cache": False, "augment": "crop-flip-rotate", "bf16": False,
@@ -40,10 +43,13 @@ VARIANTS = {
     "pixel cache, bf16, text length buckets": {"pixel_cache": True, "augment": "crop-flip", "bf16": True,
                                                "text_buckets": 4, "fast_loop": False},
     "same, eager attention + fused AdamW": {"pixel_cache": True, "augment": "crop-flip", "bf16": True,
-                                            "text_buckets": 4},
+                                            "text_buckets": 4, "sparse_tokens": False},
+    "same, sparse token-table gradients": {"pixel_cache": True, "augment": "crop-flip", "bf16": True,
+                                           "text_buckets": 4},
 }
-# Rows before the last run the loop as it was: torch's fused attention kernel and the per-tensor AdamW.
+# Rows before the eager one run the loop as it was: torch's fused attention kernel and the per-tensor AdamW.
 SLOW_LOOP = {"training_attention": lambda device: "sdpa", "fused_adam": lambda device: False}
+DENSE_TOKENS = {"sparse_token_grads": lambda model, enabled: None}
 
 
 def main() -> None:
@@ -64,8 +70,11 @@ def main() -> None:
         for name, overrides in VARIANTS.items():
             overrides = dict(overrides)
             fast = overrides.pop("fast_loop", True)
+            sparse = overrides.pop("sparse_tokens", fast) and fast
             for name_, fn in SLOW_LOOP.items():
                 setattr(loop, name_, fn if not fast else ORIGINAL[name_])
+            for name_, fn in DENSE_TOKENS.items():
+                setattr(loop, name_, fn if not sparse else ORIGINAL[name_])
             cfg = replace(base, threads=threads, **overrides)
             with tempfile.TemporaryDirectory() as out:
                 if cfg.pixel_cache:  # build the cache outside the timed steps

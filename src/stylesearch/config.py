@@ -198,6 +198,10 @@ class TagConfig:
     # the vote off. A value's look-alikes carry what one prototype per value cannot (docs/catalogue.md).
     neighbour_weights: tuple[float, ...] = (0.0, 1.0, 2.0, 4.0, 8.0)
     neighbours: int = 10  # train images that vote: enough to outvote one odd look-alike, few enough to stay local
+    # Columns that also hear the photo's own pixel colours (curate.pixelcolour), at the weight of these with the
+    # lowest val NLL; (0.0,) turns them off. A 64-pixel CLIP reads type far better than colour (docs/catalogue.md).
+    colour_columns: tuple[str, ...] = ("baseColour",)
+    colour_weights: tuple[float, ...] = (0.0, 0.5, 1.0)
 
 
 @dataclass(frozen=True)

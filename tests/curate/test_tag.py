@@ -9,7 +9,7 @@ import pytest
 from fakes import FakeEncoder
 from stylesearch.config import TagConfig
 from stylesearch.curate.measure import tag_metrics
-from stylesearch.curate.tag import fill_missing, fit_columns, suggest, tag_catalogue
+from stylesearch.curate.tag import fill_missing, fit_columns, frame_colours, suggest, tag_catalogue
 from stylesearch.curate.vocabulary import attribute_columns, build_vocabulary, catalogue_vectors, index_vectors
 from stylesearch.curate.write import write_tags
 from stylesearch.data.prepare import ProcessedCatalog, load_processed
@@ -57,7 +57,7 @@ def test_suggestions_come_from_the_image_alone(tiny_searcher: Searcher, catalog:
         rows = seen[seen["column"] == column]
         assert set(rows["value"]) <= set(model.vocabulary.values)
         assert (rows["confidence"] >= 0).all() and (rows["confidence"] <= 1).all()
-        assert np.allclose(model.probabilities(vectors[:5]).sum(1), 1)
+        assert np.allclose(model.probabilities(vectors[:5], colours=frame_colours(frame.head(5))).sum(1), 1)
 
 
 def test_fill_sets_only_missing_cells_above_the_threshold(catalog: ProcessedCatalog):

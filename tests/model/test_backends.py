@@ -300,10 +300,21 @@ def test_load_encoder_opens_a_fresh_export_of_a_checkpoint_without_loading_torch
         load_encoder(str(checkpoint), "onnx")  # the export no longer matches: back to the full path
 
 
-def test_a_one_shot_onnx_search_never_imports_torch_or_transformers(tiny, processed_dir, tmp_path):
+def one_shot_search(index: Path, *flags: str) -> dict:
+    """A one-shot CLI search in a fresh Python: its exit code, its output and the heavy modules it imported."""
     import subprocess
     import sys
 
+    args = ["search", "red shirt", "--index", str(index), *flags, "--mode", "clip", "--json", "-k", "5"]
+    code = ("import json, sys\nfrom typer.testing import CliRunner\nfrom stylesearch.cli import app\n"
+            f"r = CliRunner().invoke(app, {args!r})\n"
+            "heavy = [m for m in ('torch', 'transformers', 'torchvision') if m in sys.modules]\n"
+            "print(json.dumps({'code': r.exit_code, 'out': r.output, 'heavy': heavy}))")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=True)
+    return json.loads(run.stdout.strip().splitlines()[-1])
+
+
+def test_a_one_shot_onnx_search_never_imports_torch_or_transformers(tiny, processed_dir, tmp_path):
     from stylesearch.index.store import EmbeddingIndex
     from stylesearch.search.searcher import open_searcher
 
@@ -312,22 +323,39 @@ def test_a_one_shot_onnx_search_never_imports_torch_or_transformers(tiny, proces
     tiny.processor.save_pretrained(checkpoint)
     encoder = load_encoder(str(checkpoint), "onnx")  # exports once, with torch, as `stylesearch index` would
     EmbeddingIndex.build(processed_dir, encoder, tmp_path / "index", model_name=str(checkpoint), progress=False)
-    code = ("import json, sys\nfrom typer.testing import CliRunner\nfrom stylesearch.cli import app\n"
-            f"r = CliRunner().invoke(app, ['search', 'red shirt', '--index', {str(tmp_path / 'index')!r}, "
-            "'--backend', 'onnx', '--mode', 'clip', '--json', '-k', '5'])\n"
-            "heavy = [m for m in ('torch', 'transformers', 'torchvision') if m in sys.modules]\n"
-            "print(json.dumps({'code': r.exit_code, 'out': r.output, 'heavy': heavy}))")
-    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=True)
-    got = json.loads(run.stdout.strip().splitlines()[-1])
+    got = one_shot_search(tmp_path / "index", "--backend", "onnx")
     assert got["code"] == 0 and got["heavy"] == [], got
     ids = [h["id"] for h in json.loads(got["out"])["hits"]]
     saved = sorted((checkpoint / "onnx" / "optimised").glob("text-*/model.onnx"))
     assert len(saved) == 1  # the first query saved ORT's optimised text graph
     made = saved[0].stat().st_mtime_ns
-    again = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=True)
-    second = json.loads(again.stdout.strip().splitlines()[-1])
+    second = one_shot_search(tmp_path / "index", "--backend", "onnx")
     assert second["code"] == 0 and second["heavy"] == [], second
     assert [h["id"] for h in json.loads(second["out"])["hits"]] == ids  # the saved graph answers the same
     assert saved[0].stat().st_mtime_ns == made  # loaded, not made again
     same = open_searcher(tmp_path / "index", encoder=load_encoder(str(checkpoint), "torch"))
     assert ids == [h.id for h in same.search("red shirt", k=5)]  # the same answer as torch gives
+
+
+def test_auto_opens_the_export_the_index_was_built_with_and_torch_when_there_is_none(tiny, processed_dir, tmp_path):
+    from stylesearch.index.store import EmbeddingIndex
+    from stylesearch.search.searcher import open_searcher
+
+    checkpoint = tmp_path / "ckpt"
+    tiny.model.save_pretrained(checkpoint)
+    tiny.processor.save_pretrained(checkpoint)
+    assert isinstance(load_encoder(str(checkpoint), "auto"), ClipEncoder)  # no export: never made unasked
+    assert not (checkpoint / "onnx").exists()
+    int8 = load_encoder(str(checkpoint), "onnx-int8")  # as `stylesearch index --backend onnx-int8` does
+    index, _ = EmbeddingIndex.build(processed_dir, int8, tmp_path / "index", model_name=str(checkpoint),
+                                   progress=False)
+    assert index.manifest["backend"] == "onnx-int8"
+    load_encoder(str(checkpoint), "onnx")  # an fp32 export beside it too
+    assert load_encoder(str(checkpoint), "auto").backend == "onnx"  # no preference: fp32, torch's own embeddings
+    assert load_encoder(str(checkpoint), "auto", prefer="onnx-int8").backend == "onnx-int8"
+    searcher = open_searcher(tmp_path / "index", backend="auto")
+    assert searcher.encoder.encoder.backend == "onnx-int8"  # behind the query cache: the index's own runtime
+    # The CLI's default is auto: a one-shot search over this index imports neither torch nor transformers.
+    got = one_shot_search(tmp_path / "index")
+    assert got["code"] == 0 and got["heavy"] == [], got
+    assert [h["id"] for h in json.loads(got["out"])["hits"]] == [h.id for h in searcher.search("red shirt", k=5)]

@@ -82,8 +82,9 @@ def search_command(
                                     "See docs/quality.md."),
     exact: bool = typer.Option(False, "--exact", help="Search for the words as typed; by default a word the "
                                "catalogue does not use is corrected to a close one it does ('drss' -> 'dress')."),
-    backend: str = typer.Option("torch", "--backend", help="Model runtime: torch | onnx | onnx-int8 "
-                                "(ONNX Runtime, exported once and cached beside the checkpoint; docs/performance.md)."),
+    backend: str = typer.Option("auto", "--backend", help="Model runtime: auto | torch | onnx | onnx-int8 "
+                                "(auto: the checkpoint's fresh ONNX export, as `stylesearch index --backend "
+                                "onnx-int8` leaves one, else torch; docs/performance.md)."),
 ) -> None:
     """Search an index by words, by a picture (--image) or by a catalogue item (--like)."""
     edit = query if like is not None else None  # "like this, but in red" (stylesearch.curate.compose)

@@ -25,8 +25,9 @@ def serve_command(
     max_upload_mb: float = typer.Option(ServeConfig.max_upload_bytes / 2**20, "--max-upload-mb", min=0.01,
                                         help="Largest image upload accepted."),
     threads: int | None = typer.Option(None, "--threads", min=1, help="torch CPU threads (default: all cores)."),
-    backend: str = typer.Option("torch", "--backend", help="Model runtime: torch | onnx | onnx-int8 "
-                                "(ONNX Runtime, exported once and cached beside the checkpoint; docs/performance.md)."),
+    backend: str = typer.Option("auto", "--backend", help="Model runtime: auto | torch | onnx | onnx-int8 "
+                                "(auto: the checkpoint's fresh ONNX export, as `stylesearch index --backend "
+                                "onnx-int8` leaves one, else torch; docs/performance.md)."),
     warm_hybrid: bool = typer.Option(ServeConfig.warm_hybrid, "--warm-hybrid/--no-warm-hybrid",
                                      help="Build hybrid search's BM25 index in the background at start-up "
                                      "(off: built by the first mode=hybrid query; saves its memory if unused)."),

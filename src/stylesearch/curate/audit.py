@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from stylesearch.config import AuditConfig, TagConfig
-from stylesearch.curate.tag import ColumnModel, fit_columns, shared_nearest
+from stylesearch.curate.tag import ColumnModel, fit_columns, frame_colours, needs_colours, shared_nearest
 from stylesearch.curate.vocabulary import catalogue_vectors, index_vectors
 from stylesearch.data.images import decode_image
 from stylesearch.data.prepare import ProcessedCatalog
@@ -44,15 +44,21 @@ class AuditResult:
 
 
 def contradictions(frame: pd.DataFrame, vectors: np.ndarray, models: dict[str, ColumnModel],
-                   rows: np.ndarray | None = None) -> pd.DataFrame:
-    """Each product and column with a known value: how much likelier the image makes another value, best first."""
+                   rows: np.ndarray | None = None, colours: np.ndarray | None = None) -> pd.DataFrame:
+    """Each product and column with a known value: how much likelier the image makes another value, best first.
+
+    `colours`: every row's `pixelcolour.colour_features` (made from the images when a model needs them).
+    """
     rows = np.arange(len(frame)) if rows is None else np.asarray(rows)
     parts = []
     nearest = shared_nearest(models, vectors[rows])
+    if colours is None and any(m.uses_colour for m in models.values()):
+        colours = frame_colours(frame)
     for column, model in models.items():
         codes = model.vocabulary.codes(frame[column].iloc[rows])
         keep = rows[codes >= 0]
-        probs = model.probabilities(vectors[keep], None if nearest is None else nearest[codes >= 0])
+        probs = model.probabilities(vectors[keep], None if nearest is None else nearest[codes >= 0],
+                                    None if colours is None else colours[keep])
         codes = codes[codes >= 0]
         current = probs[np.arange(len(keep)), codes]
         others = probs.copy()
@@ -128,14 +134,20 @@ def _pixel_differences(frame: pd.DataFrame, pairs: list[tuple[int, int]]) -> lis
     return [float(np.abs(thumb(i) - thumb(j)).mean()) for i, j in pairs]
 
 
+def audit_tag_config(cfg: AuditConfig, tag_cfg: TagConfig = TagConfig()) -> TagConfig:
+    """The column models' settings for an audit: `tag_cfg` without the neighbours' votes unless `cfg` wants them."""
+    return tag_cfg if cfg.neighbour_votes else dataclasses.replace(tag_cfg, neighbour_weights=(0.0,))
+
+
 def audit_frame(encoder: Encoder, frame: pd.DataFrame, vectors: np.ndarray, cfg: AuditConfig = AuditConfig(),
                 tag_cfg: TagConfig = TagConfig(), rows: np.ndarray | None = None) -> AuditResult:
     """Contradictions over `rows` (all when None) and near-duplicates over the whole frame."""
     columns = [c for c in cfg.columns if c in frame.columns]
-    if not cfg.neighbour_votes:
-        tag_cfg = dataclasses.replace(tag_cfg, neighbour_weights=(0.0,))
-    models = fit_columns(encoder, frame, vectors, tag_cfg, columns)
-    return AuditResult(contradictions(frame, vectors, models, rows), near_duplicates(frame, vectors, cfg), models)
+    tag_cfg = audit_tag_config(cfg, tag_cfg)
+    colours = frame_colours(frame) if needs_colours(frame, tag_cfg, columns) else None
+    models = fit_columns(encoder, frame, vectors, tag_cfg, columns, colours)
+    return AuditResult(contradictions(frame, vectors, models, rows, colours), near_duplicates(frame, vectors, cfg),
+                       models)
 
 
 def audit_catalogue(searcher: Searcher, catalog: ProcessedCatalog, cfg: AuditConfig = AuditConfig(),

@@ -1,10 +1,11 @@
 """`stylesearch tag`: predict each product's attribute values from its image, with calibrated confidence.
 
 Per column: text prototypes from the train split's words (`curate.vocabulary`), image prototypes (the
-mean train image of each value), the votes of each product's nearest train photos (`curate.neighbours`)
-and the train frequencies as a prior; on the val split, the weights of the last three and one temperature
-(`curate.calibrate`) with the lowest NLL, then a monotone map of the top value's probability to its val
-accuracy. Then every product gets its most likely value and a confidence. The image alone decides: a val
+mean train image of each value), the votes of each product's nearest train photos (`curate.neighbours`),
+for colour columns what the photo's own pixels say (`curate.pixelcolour`), and the train frequencies as a
+prior; on the val split, the weights of all but the first and one temperature (`curate.calibrate`) with
+the lowest NLL, then a monotone map of the top value's probability to its val accuracy. Then every
+product gets its most likely value and a confidence. The image alone decides: a val
 or test product's own metadata never reaches its suggestion (a train product's label is one of many in
 its value's image prototype, and never votes for itself).
 """
@@ -29,6 +30,7 @@ from stylesearch.curate.calibrate import (
     softmax,
 )
 from stylesearch.curate.neighbours import Neighbourhood, votes
+from stylesearch.curate.pixelcolour import ColourClassifier, colour_features, fit_colour_classifier
 from stylesearch.curate.vocabulary import (
     Vocabulary,
     attribute_columns,
@@ -63,21 +65,37 @@ class ColumnModel:
     neighbourhood: Neighbourhood | None = None  # the train images whose values vote (curate.neighbours)
     train_codes: np.ndarray | None = None  # each train image's value, -1 unknown: rows of `neighbourhood`
     neighbour_weight: float = 0.0  # weight of the neighbours' vote shares beside the prototype cosines
+    colour: ColourClassifier | None = None  # the photo's pixel colours -> this column's values (colour columns)
+    colour_weight: float = 0.0  # weight of its log-probabilities, added after the temperature like the prior
 
-    def probabilities(self, images: np.ndarray, nearest: np.ndarray | None = None) -> np.ndarray:
+    @property
+    def uses_colour(self) -> bool:
+        return bool(self.colour_weight) and self.colour is not None
+
+    def probabilities(self, images: np.ndarray, nearest: np.ndarray | None = None,
+                      colours: np.ndarray | None = None) -> np.ndarray:
         """Calibrated probability of every value for every image: (images, values).
 
         `nearest`: the images' train neighbours (`Neighbourhood.nearest`), when a caller already has them.
+        `colours`: the photos' `pixelcolour.colour_features`, needed when the model `uses_colour`.
         """
         scores = mixed_scores(self.vocabulary, self.images, images, self.image_weight)
         if self.neighbour_weight and self.neighbourhood is not None and self.train_codes is not None:
             nearest = self.neighbourhood.nearest(images) if nearest is None else nearest
             scores = scores + self.neighbour_weight * votes(nearest, self.train_codes, len(self.vocabulary.values))
-        return softmax(scores, self.temperature, self.prior_weight * self.log_prior)
+        offset: np.ndarray = self.prior_weight * self.log_prior
+        if self.uses_colour:
+            if colours is None:
+                raise ValueError(f"the {self.vocabulary.column} model weighs pixel colours: pass the photos' "
+                                 "colour_features")
+            assert self.colour is not None
+            offset = offset + self.colour_weight * self.colour.log_probabilities(colours)
+        return softmax(scores, self.temperature, offset)
 
-    def predict(self, images: np.ndarray, nearest: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def predict(self, images: np.ndarray, nearest: np.ndarray | None = None,
+                colours: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Per image, the index of its most likely value and the calibrated confidence that it is right."""
-        probs = self.probabilities(images, nearest)
+        probs = self.probabilities(images, nearest, colours)
         best = probs.argmax(axis=1)
         return best, self.confidence_map(probs[np.arange(len(best)), best])
 
@@ -106,15 +124,18 @@ class TagResult:
     def calibration(self) -> dict[str, Any]:
         return {c: {"temperature": m.temperature, "values": len(m.vocabulary.values),
                     "image_weight": m.image_weight, "neighbour_weight": m.neighbour_weight,
-                    "prior_weight": m.prior_weight,
+                    "prior_weight": m.prior_weight, "colour_weight": m.colour_weight,
                     "confidence_map": {"x": list(m.confidence_map.x), "y": list(m.confidence_map.y)},
                     "val_ece_before": m.before.ece, "val_ece_after": m.after.ece,
                     "val_reliability": m.after.to_dict()} for c, m in self.models.items()}
 
 
-def fit_columns(encoder: Encoder, frame: pd.DataFrame, vectors: np.ndarray,
-                cfg: TagConfig = TagConfig(), columns: list[str] | None = None) -> dict[str, ColumnModel]:
-    """Prototypes from the train split; the mix, prior and temperature with the lowest NLL on the val split."""
+def fit_columns(encoder: Encoder, frame: pd.DataFrame, vectors: np.ndarray, cfg: TagConfig = TagConfig(),
+                columns: list[str] | None = None, colours: np.ndarray | None = None) -> dict[str, ColumnModel]:
+    """Prototypes from the train split; the mix, prior and temperature with the lowest NLL on the val split.
+
+    `colours`: every row's `pixelcolour.colour_features`, when the caller has them (else made from the images).
+    """
     split = frame["split"].astype(str).to_numpy()
     train_rows, val = np.flatnonzero(split == "train"), np.flatnonzero(split == "val")
     if len(train_rows) == 0 or len(val) == 0:
@@ -124,7 +145,10 @@ def fit_columns(encoder: Encoder, frame: pd.DataFrame, vectors: np.ndarray,
     hood = Neighbourhood(np.asarray(vectors[train_rows], np.float32), cfg.neighbours)
     val_nearest = hood.nearest(vectors[val]) if any(cfg.neighbour_weights) else None
     models = {}
-    for column in columns or attribute_columns(frame, cfg):
+    columns = columns or attribute_columns(frame, cfg)
+    if colours is None and needs_colours(frame, cfg, columns):
+        colours = frame_colours(frame)
+    for column in columns:
         vocabulary = build_vocabulary(encoder, train, column, cfg)
         images = image_prototypes(vocabulary, train[column], vectors[train_rows])
         log_prior = np.log(np.asarray(vocabulary.support, np.float64) / sum(vocabulary.support))
@@ -133,23 +157,32 @@ def fit_columns(encoder: Encoder, frame: pd.DataFrame, vectors: np.ndarray,
         train_codes = vocabulary.codes(train[column])
         nearest = None if val_nearest is None else val_nearest[codes >= 0]
         shares = None if nearest is None else votes(nearest, train_codes, len(vocabulary.values))
-        best: tuple[float, ...] | None = None  # (nll, image weight, neighbour weight, prior weight, temperature)
+        colour, colour_logp, colour_weights = None, None, (0.0,)
+        if colours is not None and column in cfg.colour_columns:
+            colour = fit_colour_classifier(colours[train_rows], train_codes, len(vocabulary.values), cfg.seed)
+            colour_logp, colour_weights = colour.log_probabilities(colours[known]), cfg.colour_weights
+        best: tuple[float, ...] | None = None  # (nll, image, neighbour, prior and colour weights, temperature)
         for image_weight in cfg.image_weights:
             base = mixed_scores(vocabulary, images, vectors[known], image_weight)
             for neighbour_weight in cfg.neighbour_weights if shares is not None else (0.0,):
                 logits = base + neighbour_weight * shares if neighbour_weight else base
                 for prior_weight in cfg.prior_weights:
-                    temperature = fit_temperature(logits, labels, offset=prior_weight * log_prior)
-                    loss = nll(logits, labels, temperature, prior_weight * log_prior)
-                    if best is None or loss < best[0] - 1e-12:
-                        best = (loss, image_weight, neighbour_weight, prior_weight, temperature)
+                    for colour_weight in colour_weights:
+                        offset = prior_weight * log_prior
+                        if colour_weight:
+                            offset = offset + colour_weight * colour_logp
+                        temperature = fit_temperature(logits, labels, offset=offset)
+                        loss = nll(logits, labels, temperature, offset)
+                        if best is None or loss < best[0] - 1e-12:
+                            best = (loss, image_weight, neighbour_weight, prior_weight, colour_weight, temperature)
         assert best is not None, "TagConfig.image_weights and prior_weights must not be empty"
-        _, image_weight, neighbour_weight, prior_weight, temperature = best
+        _, image_weight, neighbour_weight, prior_weight, colour_weight, temperature = best
         model = ColumnModel(vocabulary, images, log_prior, image_weight, prior_weight, temperature,
                             before=_reliability(softmax(vocabulary.scores(vectors[known]), CLIP_TEMPERATURE),
                                                 labels, cfg), after=Reliability((), (), (), ()),
-                            neighbourhood=hood, train_codes=train_codes, neighbour_weight=neighbour_weight)
-        best_value, confidence = model.predict(vectors[known], nearest)
+                            neighbourhood=hood, train_codes=train_codes, neighbour_weight=neighbour_weight,
+                            colour=colour if colour_weight else None, colour_weight=colour_weight)
+        best_value, confidence = model.predict(vectors[known], nearest, None if colours is None else colours[known])
         if cfg.confidence_map:
             model = dataclasses.replace(model, confidence_map=fit_confidence_map(confidence, best_value == labels))
             confidence = model.confidence_map(confidence)  # the map keeps the top value; only its confidence moves
@@ -162,13 +195,16 @@ def _reliability(probs: np.ndarray, labels: np.ndarray, cfg: TagConfig) -> Relia
     return reliability(probs.max(axis=1), probs.argmax(axis=1) == labels, cfg.calibration_bins)
 
 
-def suggest(frame: pd.DataFrame, vectors: np.ndarray, models: dict[str, ColumnModel]) -> pd.DataFrame:
+def suggest(frame: pd.DataFrame, vectors: np.ndarray, models: dict[str, ColumnModel],
+            colours: np.ndarray | None = None) -> pd.DataFrame:
     """One row per product and column: the most likely value, its confidence and the value on file."""
     parts = []
     ids, splits = frame["id"].astype(str).to_numpy(), frame["split"].astype(str).to_numpy()
     nearest = shared_nearest(models, vectors)
+    if colours is None and any(m.uses_colour for m in models.values()):
+        colours = frame_colours(frame)
     for column, model in models.items():
-        best, confidence = model.predict(vectors, nearest)
+        best, confidence = model.predict(vectors, nearest, colours)
         parts.append(pd.DataFrame({
             "id": ids, "split": splits, "column": column,
             "value": np.asarray(model.vocabulary.values, dtype=object)[best],
@@ -182,6 +218,20 @@ def shared_nearest(models: dict[str, ColumnModel], images: np.ndarray) -> np.nda
     """The images' train neighbours, found once for every column that weighs their votes (None if none does)."""
     hood = next((m.neighbourhood for m in models.values() if m.neighbour_weight and m.neighbourhood), None)
     return None if hood is None else hood.nearest(images)
+
+
+def needs_colours(frame: pd.DataFrame, cfg: TagConfig, columns: list[str] | None = None) -> bool:
+    """Whether a column to fit may weigh pixel colours (then every row's features are made once, up front)."""
+    wanted = columns or attribute_columns(frame, cfg)
+    return any(cfg.colour_weights) and any(c in cfg.colour_columns for c in wanted) and "image" in frame
+
+
+def frame_colours(frame: pd.DataFrame) -> np.ndarray:
+    """Every row's pixel-colour features (`pixelcolour.colour_features`), from the frame's image bytes."""
+    if "image" not in frame:
+        raise CatalogError("pixel colours need the catalogue's images: tag a catalogue written by "
+                           "`stylesearch prepare`")
+    return colour_features(frame["image"].tolist(), frame["id"].astype(str).tolist())
 
 
 def fill_missing(frame: pd.DataFrame, suggestions: pd.DataFrame,
@@ -206,6 +256,7 @@ def tag_catalogue(searcher: Searcher, catalog: ProcessedCatalog, cfg: TagConfig 
     """Suggest every product's attribute values from its image, with val-calibrated confidence."""
     frame = catalog.frame.reset_index(drop=True)
     vectors = catalogue_vectors(frame, searcher.encoder, index_vectors(searcher))
-    models = fit_columns(searcher.encoder, frame, vectors, cfg, columns)
-    suggestions = suggest(frame, vectors, models)
+    colours = frame_colours(frame) if needs_colours(frame, cfg, columns) else None
+    models = fit_columns(searcher.encoder, frame, vectors, cfg, columns, colours)
+    suggestions = suggest(frame, vectors, models, colours)
     return TagResult(suggestions, models)

@@ -46,6 +46,8 @@ def make_manifest(catalog: ProcessedCatalog, encoder: Encoder, model_name: str |
         "index": {"kind": kind, "params": params},
         "embedding": "image",  # rows are image embeddings; text queries meet them in CLIP's joint space
         "preprocessing": preprocessing(encoder),
+        # The runtime the vectors came from: `--backend auto` queries through the same one when it can.
+        "backend": str(getattr(encoder, "backend", "torch")),
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "versions": library_versions(),
         "config": to_dict(cfg),

@@ -48,7 +48,8 @@ PRESETS: dict[str, Preset] = {
         # Titles drawn half the time (not 1 in 6): title R@10 0.604 against 0.583 in 12 minutes, type P@1 equal;
         # 0.8 gained nothing more and lost type P@1 (0.511). No augmentation at all: a mirror alone beat the
         # mild crop + mirror (0.633 against 0.591 side by side in 12 minutes), and no mirror beat the mirror
-        # (0.637 against 0.630): at 7 to 14 epochs the model is short of steps, not of data.
+        # (0.637 against 0.630): at 7 to 14 epochs the model is short of steps, not of data. Batch 512 at lr 1.4e-3
+        # lost (0.548 against 0.600 in 12 minutes, side by side): half the steps, no gain per sample.
         recipe={"lr": 1e-3, "weight_decay": 0.1, "batch_size": 256, "warmup_steps": 100, "epochs": 100,
                 "max_minutes": 25.0, "patience": 100, "pixel_cache": True, "bf16": True, "augment": "none",
                 "text_views": "views", "title_share": 0.5, "val_max_items": 1000},

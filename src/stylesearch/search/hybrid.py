@@ -14,17 +14,21 @@ value ("tee" -> Tshirts, "sneakers" -> Casual Shoes and Sports Shoes, "navy" -> 
 
 from __future__ import annotations
 
+import json
 import re
 from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from stylesearch.data.prepare import word_stem
 from stylesearch.errors import QueryError
+from stylesearch.search.derived import cached
 from stylesearch.search.searcher import Filters, Hit, Searcher
 
 # Columns a query can name; season and subCategory words ("summer", "topwear") are rare but real.
@@ -245,20 +249,41 @@ class HybridRanker:
     """Fuses CLIP scores with BM25 and parsed attributes over one table of products (row order kept)."""
 
     def __init__(self, products: pd.DataFrame, vocabulary: Vocabulary | None = None, *, depth: int = DEPTH,
-                 rrf_k: int = RRF_K):
+                 rrf_k: int = RRF_K, bm25: Any = None):
         import bm25s
 
         self.products = products.reset_index(drop=True)
         self.vocabulary = vocabulary or Vocabulary.from_products(self.products)
         self.depth, self.rrf_k = depth, rrf_k
-        self.bm25 = bm25s.BM25()
-        self.bm25.index([tokens(t) or ["_"] for t in metadata_text(self.products)], show_progress=False)
+        if bm25 is None:
+            bm25 = bm25s.BM25()
+            bm25.index([tokens(t) or ["_"] for t in metadata_text(self.products)], show_progress=False)
+        self.bm25 = bm25
         # Each attribute column as integer codes: matching a query's values is then an integer compare
         # over the catalogue, not a sort of a million strings.
         self._codes: dict[str, tuple[np.ndarray, dict[str, int]]] = {}
         for column in (c for c in ATTRIBUTE_COLUMNS if c in self.products.columns):
             values = pd.Categorical(self.products[column].astype("string").fillna(""))
             self._codes[column] = (np.asarray(values.codes), {v: i for i, v in enumerate(values.categories)})
+
+    def save(self, folder: Path) -> None:
+        """The BM25 index and the vocabulary, for `load` in another process (search.derived)."""
+        folder.mkdir(parents=True, exist_ok=True)
+        self.bm25.save(str(folder / "bm25"), show_progress=False)
+        phrases = [[list(key), [list(entry) for entry in entries]] for key, entries in self.vocabulary.phrases.items()]
+        (folder / "vocabulary.json").write_text(json.dumps(phrases))
+
+    @classmethod
+    def load(cls, folder: Path, products: pd.DataFrame) -> HybridRanker:
+        """A ranker over `products` from what `save` wrote for the same products."""
+        import bm25s
+
+        phrases = json.loads((folder / "vocabulary.json").read_text())
+        vocabulary = Vocabulary({tuple(key): [tuple(entry) for entry in entries] for key, entries in phrases})
+        bm25 = bm25s.BM25.load(str(folder / "bm25"), show_progress=False)
+        if int(bm25.scores["num_docs"]) != len(products):
+            raise ValueError(f"the saved BM25 index holds {bm25.scores['num_docs']} products, not {len(products)}")
+        return cls(products, vocabulary, bm25=bm25)
 
     def lexical_scores(self, query: str) -> np.ndarray:
         words = [w for w in tokens(query) if w in self.bm25.vocab_dict]
@@ -341,5 +366,12 @@ def hybrid_for(searcher: Searcher, *, wait: bool = True) -> HybridSearcher | Non
     and asks with `wait=False`: None until it is built (starting the build if nobody has), never blocking.
     The built ranker lives in `searcher.hybrid`, which every view of the index shares (`with_encoder`).
     """
-    ranker = searcher.hybrid.get(lambda: HybridRanker(searcher.index.products), wait=wait)
+    ranker = searcher.hybrid.get(lambda: ranker_for(searcher.index), wait=wait)
     return None if ranker is None else HybridSearcher(searcher, ranker=ranker)
+
+
+def ranker_for(index: Any) -> HybridRanker:
+    """`index`'s ranker, loaded from the copy an earlier process saved (search.derived) or built and saved."""
+    products = index.products
+    return cached(index, "hybrid", lambda: HybridRanker(products), lambda ranker, folder: ranker.save(folder),
+                  lambda folder: HybridRanker.load(folder, products))

@@ -354,8 +354,7 @@ def open_searcher(index: Path | str | EmbeddingIndex, *, encoder: Encoder | None
     if not isinstance(index, EmbeddingIndex):
         index = EmbeddingIndex.load(index, verify=verify)
     if encoder is None:
-
-        encoder = load_encoder(model or _manifest_model(index.manifest), backend)
+        encoder = load_encoder(model or _manifest_model(index.manifest), backend, prefer=index.manifest.get("backend"))
     return Searcher(index, encoder_stack(encoder, query_cache=query_cache, max_batch=max_batch))
 
 

@@ -8,12 +8,17 @@ close ones the word the catalogue uses most wins.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 from collections import Counter
 from collections.abc import Iterable
+from pathlib import Path
 
 from rapidfuzz import process
 from rapidfuzz.distance import Levenshtein
+
+from stylesearch.search.derived import cached
 
 WORD = re.compile(r"[^\W\d_]+", re.UNICODE)  # letters only: sizes, years and codes are never "corrected"
 MIN_LENGTH = 4  # "tee" -> "tea" would do harm; three letters are too few to tell a typo from a word
@@ -27,6 +32,20 @@ class Speller:
         counts = Counter(word for text in texts for word in WORD.findall(str(text).lower()))
         self.counts = {word: n for word, n in counts.items() if n >= min_count}
         self._choices = list(self.counts)
+
+    def save(self, folder: Path) -> None:
+        """The catalogue's word counts, for `load` in another process (search.derived)."""
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "counts.json").write_text(json.dumps(self.counts))
+
+    @classmethod
+    def load(cls, folder: Path) -> Speller:
+        speller = cls(())
+        counts = json.loads((folder / "counts.json").read_text())
+        if not isinstance(counts, dict) or not all(isinstance(n, int) for n in counts.values()):
+            raise ValueError(f"{folder / 'counts.json'} is not a table of word counts")
+        speller.counts, speller._choices = counts, list(counts)
+        return speller
 
     def correct_word(self, word: str) -> str:
         lower = word.lower()
@@ -55,9 +74,14 @@ def speller_for(searcher: object) -> Speller:
     """The searcher's speller, built once per index from its titles and attribute values."""
     products = searcher.index.products  # type: ignore[attr-defined]
 
+    columns = [c for c in products.columns if c in ("title", *searcher.filter_columns)]  # type: ignore[attr-defined]
+
     def build() -> Speller:
-        columns = [c for c in products.columns if c in ("title", *searcher.filter_columns)]  # type: ignore[attr-defined]
         texts = (str(v) for c in columns for v in products[c].dropna().astype(str))
         return Speller(texts)
 
-    return searcher.spelling.get(build)  # type: ignore[attr-defined, no-any-return]
+    # The words come from these columns: another set of filter columns is another speller.
+    name = "speller-" + hashlib.sha256("\n".join(columns).encode()).hexdigest()[:12]
+    index = searcher.index  # type: ignore[attr-defined]
+    return searcher.spelling.get(  # type: ignore[attr-defined, no-any-return]
+        lambda: cached(index, name, build, lambda speller, folder: speller.save(folder), Speller.load))

@@ -42,7 +42,7 @@ from stylesearch.train.pairs import PairCollator, ProductPairs, train_transform
 from stylesearch.train.pixelcache import cached_pixels
 from stylesearch.train.sampler import plan_batches
 from stylesearch.train.textviews import merge_equal_texts, training_texts
-from stylesearch.train.towers import PairEncoder
+from stylesearch.train.towers import PairEncoder, dense_grads, sparse_token_grads
 from stylesearch.train.validation import ValidationSet
 
 
@@ -184,6 +184,9 @@ def train(catalog: ProcessedCatalog, cfg: TrainConfig, out_dir: Path, *, resume:
         pair = torch.nn.parallel.DistributedDataParallel(pair, device_ids=[device.index] if device.index is not None
                                                          else None)
     use_amp = cfg.amp and device.type == "cuda"
+    # One process on a CPU: the token table's gradient stays sparse until the optimizer (towers.py). Under DDP
+    # gradients stay dense, as every backend's all-reduce wants.
+    sparse_tokens = sparse_token_grads(model, device.type == "cpu" and world == 1)
     use_bf16 = cfg.bf16 and device.type == "cpu"
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
     budget = cfg.max_minutes * 60 if cfg.max_minutes is not None else None
@@ -253,6 +256,7 @@ def train(catalog: ProcessedCatalog, cfg: TrainConfig, out_dir: Path, *, resume:
                 # 4. backward
                 optimizer.zero_grad(set_to_none=True)
                 scaler.scale(loss).backward()
+                dense_grads(params)
                 # 5. clip
                 scaler.unscale_(optimizer)
                 torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
@@ -319,6 +323,8 @@ def train(catalog: ProcessedCatalog, cfg: TrainConfig, out_dir: Path, *, resume:
         stopped = "interrupted"
     finally:
         stop.__exit__()
+        if sparse_tokens is not None:  # the caller's model goes back to ordinary dense gradients
+            sparse_tokens.sparse = False
     if main:
         atomic_write_text(out_dir / "train_config.json", json.dumps(to_dict(cfg), indent=2))
     distributed.barrier()  # no rank returns before rank 0 has written everything
