@@ -49,6 +49,7 @@ def test_a_damaged_cache_is_rebuilt_not_trusted(tiny_index: Path, cache: Path):
     (saved / "vocabulary.json").write_text("{not json")
     again = ranker_for(EmbeddingIndex.load(tiny_index))
     assert ranking(again, "red shirt") == ranking(built, "red shirt")
+    assert json.loads((saved / "vocabulary.json").read_text())  # the rebuilt copy replaced the damaged one
 
 
 def test_a_rebuilt_index_gets_its_own_cache(tiny_index: Path, processed_dir: Path, cache: Path, tmp_path: Path):

@@ -44,6 +44,7 @@ def cached(index: Any, name: str, build: Callable[[], T], save: Callable[[T, Pat
             return load(folder)
         except Exception as err:  # noqa: BLE001 (a damaged or foreign cache is rebuilt, whatever broke it)
             log.warning("rebuilding %s: the cached copy in %s did not load (%s)", name, folder, err)
+            shutil.rmtree(folder, ignore_errors=True)  # so the rebuilt copy replaces it for the next process
     built = build()
     if folder is not None:
         _save_atomically(built, folder, save)
